@@ -1,0 +1,83 @@
+"""The `vscn` command: thin drivers over the library, one subcommand per pipeline step.
+
+Snakemake rules call these with paths and one JSON object of settings (a config section); each
+subcommand turns the settings into the library's typed values and calls one library function.
+Library modules are imported inside the subcommands so that `vscn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("vscn")
+
+Run = Callable[[argparse.Namespace], None]
+AddArguments = Callable[[argparse.ArgumentParser], None]
+COMMANDS: dict[str, tuple[Run, AddArguments, str]] = {}
+
+
+def command(name: str, help: str, arguments: AddArguments) -> Callable[[Run], Run]:
+    """Register a subcommand: `arguments` declares its options, the decorated function runs it."""
+
+    def register(run: Run) -> Run:
+        COMMANDS[name] = (run, arguments, help)
+        return run
+
+    return register
+
+
+def settings_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", type=json.loads, default={}, help="config section as a JSON object")
+
+
+# ---------------------------------------------------------------- data
+
+
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, required=True, help="folder to write the demo dataset to")
+    settings_arg(parser)
+
+
+@command("demo", "render the demo dataset in Visual Genome's per-image layout", _demo_args)
+def run_demo(args: argparse.Namespace) -> None:
+    from vscn.data.demo import generate_demo
+
+    generate_demo(args.root, **args.settings)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vscn", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (run, add_arguments, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        add_arguments(subparser)
+        subparser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.run(args)
+    except (OSError, ValueError, KeyError) as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
