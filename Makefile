@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# Rules call the `vscn` command: put the environment's programs first on the PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test lint lock clean-venv
 

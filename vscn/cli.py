@@ -50,6 +50,22 @@ def run_demo(args: argparse.Namespace) -> None:
     generate_demo(args.root, **args.settings)
 
 
+def _scenes_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, required=True, help="folder with the per-image annotations")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the scene database to")
+    parser.add_argument("--layout", type=json.loads, default={}, help="data.layout section as a JSON object")
+    parser.add_argument("--seed", type=int, default=0, help="seed of derived splits")
+    settings_arg(parser)
+
+
+@command("scenes", "filter and split the annotated scenes into the scene database", _scenes_args)
+def run_scenes(args: argparse.Namespace) -> None:
+    from vscn.data.layout import DataLayout, build_scenes
+
+    summary = build_scenes(args.data_root, DataLayout(**args.layout), args.out, seed=args.seed, **args.settings)
+    log.info("kept %s; dropped %s", summary.kept, summary.dropped)
+
+
 # ---------------------------------------------------------------- entry point
 
 

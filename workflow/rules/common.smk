@@ -13,6 +13,7 @@ DATA_ROOT = Path(config["data"]["root"])
 LOGS = RESULTS / "logs"
 SPLITS = ["train", "val", "test"]
 PACKAGE = Path(workflow.basedir).parent / "vscn"
+CONDA_ENV = "../../environment.yml"  # relative to the rules files; the same pins as requirements.lock
 
 
 def code_hash(*modules):
@@ -25,9 +26,7 @@ def code_hash(*modules):
 
 
 def settings(section):
-    """One config section as compact JSON: the typed values a `vscn` command receives."""
-    return json.dumps(config[section], sort_keys=True, separators=(",", ":"))
+    """A config section as compact JSON: the typed values a `vscn` command receives."""
+    return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
-def scene_db_files():
-    return multiext(str(RESULTS / "scenes" / "scenes"), ".parquet", "_regions.parquet", "_summary.json")
