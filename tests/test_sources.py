@@ -315,3 +315,60 @@ def test_source_list_errors_name_the_file(tmp_path):
     bad.write_text("version: 1\nsources:\n  - name: x\n    kind: ftp\n")
     with pytest.raises(ValueError, match="sources.yaml: unreadable source list"):
         load_sources(bad)
+
+
+def zip_folder(folder: Path, names_under: str) -> bytes:
+    """A zip of ``folder`` whose members sit under ``names_under/``, as Drill-down's archives do."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.write(path, f"{names_under}/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()
+
+
+def test_fetched_demo_archives_build_the_same_scene_database(server, tmp_path):
+    from vscn.data.demo import generate_demo
+    from vscn.data.layout import DataLayout, build_scenes
+    from vscn.data.scenes import load_scenes
+    from vscn.data.sources import Source, fetch_group
+
+    demo = tmp_path / "demo"
+    generate_demo(demo, n_train=6, n_val=2, n_test=2, seed=3)
+    server.files = {
+        "/sg_xmls.zip": zip_folder(demo / "sg_xmls", "sg_xmls"),
+        "/rg_jsons.zip": zip_folder(demo / "rg_jsons", "rg_jsons"),
+        "/test.txt": (demo / "splits" / "test.txt").read_bytes(),
+    }
+    sources = [
+        Source(name, "annotations", "http", server.url(f"/{name}"), None, True, (name.removesuffix(".zip") + "/",),
+               False, "per-image files")
+        for name in ("sg_xmls.zip", "rg_jsons.zip")
+    ] + [Source("test.txt", "annotations", "http", server.url("/test.txt"), sha((demo / "splits" / "test.txt").read_bytes()),
+                False, ("splits/test.txt",), False, "test list")]
+    fetched = tmp_path / "fetched"
+    manifest = tmp_path / "downloads" / "manifest.json"
+    provided = fetch_group("annotations", fetched, tmp_path / "downloads", manifest, retries=0, sources=sources)
+
+    assert sorted(p.relative_to(fetched).as_posix() for p in provided) == ["rg_jsons", "sg_xmls", "splits/test.txt"]
+    assert set(load_manifest(manifest)) == {"sg_xmls.zip", "rg_jsons.zip"}  # the test list had a known digest
+    for folder in ("vocab", "images"):
+        (fetched / folder).symlink_to(demo / folder)
+    for split in ("train", "val"):
+        (fetched / "splits" / f"{split}.txt").write_bytes((demo / "splits" / f"{split}.txt").read_bytes())
+    for root, out in ((demo, tmp_path / "db_local"), (fetched, tmp_path / "db_fetched")):
+        build_scenes(root, DataLayout(), out, max_turns=10, val_size=1, strict=True, seed=0)
+    assert load_scenes(tmp_path / "db_local", "train") == load_scenes(tmp_path / "db_fetched", "train")
+
+    requests_before = len(server.requests)
+    fetch_group("annotations", fetched, tmp_path / "downloads", manifest, retries=0, sources=sources)
+    assert len(server.requests) == requests_before  # everything present: nothing fetched again
+
+
+def test_fetching_an_unknown_group_is_an_error(tmp_path):
+    from vscn.data.sources import fetch_group
+
+    with pytest.raises(ValueError, match="no sources in group 'nope'"):
+        fetch_group("nope", tmp_path, tmp_path / "downloads", tmp_path / "manifest.json")

@@ -50,6 +50,45 @@ def run_demo(args: argparse.Namespace) -> None:
     generate_demo(args.root, **args.settings)
 
 
+def _fetch_args(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--group", help="fetch every required source of this group (vg_sources.yaml)")
+    what.add_argument("--source", help="fetch this one source, by name")
+    parser.add_argument("--data-root", type=Path, required=True, help="the Visual Genome data directory")
+    parser.add_argument("--downloads", type=Path, required=True, help="where downloads and their manifest are kept")
+    parser.add_argument("--retries", type=int, default=3)
+
+
+@command("fetch", "download, verify and unpack Visual Genome sources", _fetch_args)
+def run_fetch(args: argparse.Namespace) -> None:
+    from vscn.data.sources import fetch_group, load_sources
+
+    sources = load_sources()
+    if args.source is not None:
+        sources = [source for source in sources if source.name == args.source]
+        if not sources:
+            raise ValueError(f"unknown source {args.source!r}")
+    group = args.group or sources[0].group
+    manifest = args.downloads / "manifest.json"
+    for path in fetch_group(group, args.data_root, args.downloads, manifest, args.retries, sources=sources):
+        log.info("ready: %s", path)
+
+
+def _verify_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, required=True, help="the Visual Genome data directory")
+    parser.add_argument("--report", type=Path, help="write the list of what was checked here when complete")
+
+
+@command("verify-data", "list exactly what a Visual Genome data directory lacks", _verify_args)
+def run_verify_data(args: argparse.Namespace) -> None:
+    from vscn.data.datadir import VG_LAYOUT, VG_SPLIT_LISTS, verify_data_dir
+
+    verify_data_dir(args.data_root, split_lists=VG_SPLIT_LISTS)
+    if args.report is not None:
+        args.report.write_text("complete:\n" + "".join(f"  {item}\n" for item in VG_LAYOUT))
+    log.info("%s: complete", args.data_root)
+
+
 def _scenes_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, required=True, help="folder with the per-image annotations")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the scene database to")

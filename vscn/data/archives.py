@@ -245,3 +245,8 @@ def extract_archive(archive: Path | str, target: Path | str) -> list[Path]:
             shutil.rmtree(staging)
     log.info("extracted %s into %s (%d top-level entries)", archive, target, len(placed))
     return placed
+
+
+def is_archive(path: Path | str) -> bool:
+    """Whether ``path`` is a zip or tar archive (by content, not by name)."""
+    return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)

@@ -16,12 +16,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -30,6 +31,8 @@ from typing import Literal
 
 import yaml
 from tqdm import tqdm
+
+from vscn.data.archives import extract_archive, is_archive
 
 try:
     import fcntl
@@ -388,3 +391,43 @@ def load_sources(path: Path | str = SOURCES_FILE) -> list[Source]:
         if not source.unpack and len(source.provides) != 1:
             raise ValueError(f"{path}: source {source.name!r} is not unpacked, so it must provide exactly one path")
     return sources
+
+
+# ----------------------------------------------------------------------------- fetching a group
+
+
+def fetch_group(
+    group: str, data_dir: Path | str, downloads: Path | str, manifest: Path | str, retries: int = DEFAULT_RETRIES,
+    include_optional: bool = False, sources: Sequence[Source] | None = None,
+) -> list[Path]:
+    """Fetch every source of ``group`` into ``data_dir``; return the paths they provide.
+
+    Downloads land in ``downloads`` (kept, so an interrupted run resumes and a finished one is only
+    verified), are checked against ``manifest``, and archives are extracted with
+    :func:`vscn.data.archives.extract_archive`. A provided path already present is left alone.
+    """
+    data_dir, downloads = Path(data_dir), Path(downloads)
+    chosen = [s for s in (sources or load_sources()) if s.group == group and (include_optional or not s.optional)]
+    if not chosen:
+        raise ValueError(f"no sources in group {group!r}")
+    provided: list[Path] = []
+    for source in chosen:
+        targets = [data_dir / path.rstrip("/") for path in source.provides]
+        provided.extend(targets)
+        if all(target.exists() for target in targets):
+            continue
+        if source.kind == "gdrive_folder":
+            files = download_gdrive_folder(source.url, downloads / source.name, manifest, retries)
+        else:
+            files = [download(source.url, downloads / source.name, source.sha256, retries, manifest)]
+        if not source.unpack:
+            targets[0].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(files[0], targets[0])
+            continue
+        for archive in files:
+            if is_archive(archive):
+                extract_archive(archive, data_dir)
+    missing = [str(target) for target in provided if not target.exists()]
+    if missing:
+        raise DownloadError(f"group {group!r} was fetched but these are still missing: {', '.join(missing)}")
+    return provided

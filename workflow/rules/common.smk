@@ -16,6 +16,9 @@ PACKAGE = Path(workflow.basedir).parent / "vscn"
 CONDA_ENV = "../../environment.yml"  # relative to the rules files; the same pins as requirements.lock
 
 
+DOWNLOADS = DATA_ROOT / "downloads"
+
+
 def code_hash(*modules):
     """A digest of the package sources a rule runs, as a param, so that editing them re-runs the rule."""
     digest = hashlib.sha256()
@@ -30,3 +33,27 @@ def settings(section):
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+
+
+def vg_sources():
+    """The Visual Genome sources the paper setting needs (vscn/data/vg_sources.yaml)."""
+    from vscn.data.sources import load_sources
+
+    return [source for source in load_sources() if not source.optional]
+
+
+REFERENCE_DIGESTS = {source.name: source.sha256 for source in vg_sources() if source.sha256}
+FETCHED_GROUPS = sorted({source.group for source in vg_sources() if not source.sha256})
+
+
+def vg_fetched():
+    """What must exist before the Visual Genome data directory is complete."""
+    if not config["data"]["vg"]["download"]:
+        return []
+    lists = [DATA_ROOT / "caches" / name for name in REFERENCE_DIGESTS]
+    return lists + [DOWNLOADS / f"{group}.done" for group in FETCHED_GROUPS]
+
+
+def data_ready():
+    """The scene stage's input: the rendered demo folder, or the verified Visual Genome folder."""
+    return DATA_ROOT if config["data"]["source"] == "demo" else DOWNLOADS / "verified.txt"

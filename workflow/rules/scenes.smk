@@ -3,10 +3,11 @@
 
 rule scene_db:
     input:
-        DATA_ROOT,
+        data_ready(),
     output:
         directory(RESULTS / "scenes"),
     params:
+        data_root=DATA_ROOT,
         layout=settings(config["data"]["layout"]),
         settings=settings(config["scenes"]),
         seed=config["seed"],
@@ -16,5 +17,5 @@ rule scene_db:
     log:
         LOGS / "scene_db.log",
     shell:
-        "vscn scenes --data-root {input} --out {output} --layout {params.layout:q}"
+        "vscn scenes --data-root {params.data_root} --out {output} --layout {params.layout:q}"
         " --settings {params.settings:q} --seed {params.seed} 2> {log}"

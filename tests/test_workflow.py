@@ -1,0 +1,88 @@
+"""The Snakemake workflow: config validation, lint, dry runs and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake from the repository root with the environment's programs first on the PATH."""
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(SNAKEMAKE), "--nolock", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_config(path: Path, **sections) -> Path:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for key, value in sections.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/vg.yaml"])
+def test_lint_is_clean(configfile):
+    result = snakemake("--lint", "--configfile", configfile)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_dry_run_of_the_demo_lists_every_stage(tmp_path):
+    config = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"),
+                          data={"root": str(tmp_path / "demo")})
+    result = snakemake("-n", "--configfile", str(config))
+    for rule in ("demo_data", "scene_db", "all"):
+        assert f"rule {rule}:" in result.stdout or f"localrule {rule}:" in result.stdout
+
+
+def test_dry_run_of_visual_genome_fetches_and_verifies(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "vg.yaml").read_text())
+    config["results_dir"], config["data"]["root"] = str(tmp_path / "results"), str(tmp_path / "vg")
+    (tmp_path / "vg.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "vg.yaml"))
+    for rule in ("vg_reference_list", "vg_fetch_group", "vg_verify", "scene_db"):
+        assert f"rule {rule}:" in result.stdout
+    assert "vscn fetch --source vg_test.txt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"scenes": {"max_turn": 10}}, "'max_turn' was unexpected"),
+        ({"data": {"sorce": "demo"}}, "'sorce' was unexpected"),
+        ({"colour": "red"}, "'colour' was unexpected"),
+        ({"scenes": {"max_turns": 0}}, "0 is less than the minimum of 1"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, change, named):
+    config = write_config(tmp_path / "config.yaml", **change)
+    result = snakemake("-n", "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+
+
+def test_demo_data_and_scene_database_run_end_to_end(tmp_path):
+    config = write_config(
+        tmp_path / "config.yaml",
+        run="tiny",
+        results_dir=str(tmp_path / "results"),
+        data={"root": str(tmp_path / "demo"), "demo": {"n_train": 12, "n_val": 4, "n_test": 4, "seed": 5}},
+    )
+    snakemake("--cores", "2", "--configfile", str(config))
+    summary = yaml.safe_load((tmp_path / "results" / "tiny" / "scenes" / "summary.json").read_text())
+    assert summary["split_sizes"] == {"train": 12, "val": 4, "test": 4}
+    assert (tmp_path / "results" / "tiny" / "logs" / "scene_db.log").exists()
+    rerun = snakemake("-n", "--configfile", str(config))
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
