@@ -1,0 +1,151 @@
+"""Our VSCN against numbers produced by the authors' code (../shared/fixtures/official_parity.pt)."""
+
+from __future__ import annotations
+
+import argparse
+import fractions
+from pathlib import Path
+
+import pytest
+import torch
+
+from vscn.model.official import (load_official_checkpoint, load_official_state_dict,
+                                 official_hparams_to_config, official_outputs)
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_parity.pt"
+TOLERANCE = 1e-5
+# Official BatchNorm keys and ours (the only modules with running statistics)
+BATCHNORMS = {
+    "sim_enc.v_global_w.embedding_local.1": "visual_sa.local_norm",
+    "sim_enc.v_global_w.embedding_global.1": "visual_sa.global_norm",
+    "sim_enc.proj.bns.0": "distill_head.norm",
+}
+
+
+def _load_fixture() -> dict | None:
+    return torch.load(FIXTURE, weights_only=True) if FIXTURE.exists() else None
+
+
+_FIXTURE = _load_fixture()
+_SKIP = pytest.mark.skip(reason=f"parity fixture not found at {FIXTURE}")
+OUTPUT_KEYS = (list(_FIXTURE["outputs"]) if _FIXTURE is not None
+               else [pytest.param("absent", marks=_SKIP)])
+
+
+def _state_at_eval_time(fixture: dict) -> dict[str, torch.Tensor]:
+    """The fixture's state dict with BatchNorm statistics as they were when its eval outputs ran.
+
+    The fixture stores the running statistics after its train-mode pass (``num_batches_tracked``
+    counts that pass), while its eval outputs were computed before it. One train-mode step sets
+    ``stored = (1 - m) * before + m * batch``; running the same pass on our model gives
+    ``m * batch``, so ``before`` follows. With ``num_batches_tracked == 0`` nothing is undone.
+    """
+    state = dict(fixture["state_dict"])
+    model = load_official_state_dict(state, fixture["hparams"])
+    stored = {name: buf.clone() for name, buf in model.named_buffers() if "running" in name}
+    model.train()
+    with torch.no_grad():
+        inputs = fixture["inputs"]
+        model(inputs["regions"], inputs["queries"], inputs["clip_image"])
+    updated = dict(model.named_buffers())
+    for official, ours in BATCHNORMS.items():
+        passes = int(state[f"{official}.num_batches_tracked"])
+        if passes == 0:
+            continue
+        assert passes == 1, f"{official}: cannot undo {passes} train passes"
+        momentum = model.get_submodule(ours).momentum
+        for stat in ("running_mean", "running_var"):
+            before_pass = stored[f"{ours}.{stat}"]
+            batch_part = updated[f"{ours}.{stat}"] - (1 - momentum) * before_pass  # m * batch
+            state[f"{official}.{stat}"] = (before_pass - batch_part) / (1 - momentum)
+    return state
+
+
+@pytest.fixture(scope="module")
+def fixture() -> dict:
+    if _FIXTURE is None:
+        pytest.skip(f"parity fixture not found at {FIXTURE}")
+    return _FIXTURE
+
+
+@pytest.fixture(scope="module")
+def ours(fixture: dict) -> dict[str, torch.Tensor]:
+    return official_outputs(_state_at_eval_time(fixture), fixture["hparams"], fixture["inputs"])
+
+
+@pytest.mark.parametrize("key", OUTPUT_KEYS)
+def test_output_matches_official(key: str, fixture: dict, ours: dict[str, torch.Tensor]) -> None:
+    expected = fixture["outputs"][key]
+    assert key in ours, f"official_outputs lacks {key}"
+    torch.testing.assert_close(ours[key], expected, atol=TOLERANCE, rtol=0.0)
+
+
+def test_every_fixture_key_is_produced(fixture: dict, ours: dict[str, torch.Tensor]) -> None:
+    assert set(fixture["outputs"]) <= set(ours)
+
+
+def test_fixture_hparams_give_its_sizes(fixture: dict) -> None:
+    config = official_hparams_to_config(fixture["hparams"])
+    regions = fixture["inputs"]["regions"]
+    assert (config.num_regions, config.region_dim) == tuple(regions.shape[1:])
+    assert (config.max_turns, config.query_dim) == tuple(fixture["inputs"]["queries"].shape[1:])
+    assert config.embed_dim == fixture["outputs"]["eval.img_emb"].shape[-1]
+
+
+def test_unused_official_parameters_are_dropped(fixture: dict) -> None:
+    model = load_official_state_dict(fixture["state_dict"], fixture["hparams"])
+    names = set(model.state_dict())
+    assert not any("distill_loss" in name or "bns" in name for name in names)
+    used = [k for k in fixture["state_dict"]
+            if not k.startswith(("sim_enc.distill_loss.proj.", "sim_enc.proj.bns.1."))]
+    assert len(names) == len(used)
+
+
+def test_unknown_key_is_a_clear_error(fixture: dict) -> None:
+    state = dict(fixture["state_dict"], **{"sim_enc.extra.weight": torch.zeros(3)})
+    with pytest.raises(ValueError, match="sim_enc.extra.weight"):
+        load_official_state_dict(state, fixture["hparams"])
+
+
+def test_wrong_shape_is_a_clear_error(fixture: dict) -> None:
+    key = "sim_enc.v_transformer.0.linear1.weight"
+    state = dict(fixture["state_dict"], **{key: torch.zeros(3, 3)})
+    with pytest.raises(ValueError, match=r"linear1\.weight.*\(3, 3\)"):
+        load_official_state_dict(state, fixture["hparams"])
+
+
+def test_missing_key_is_a_clear_error(fixture: dict) -> None:
+    state = {k: v for k, v in fixture["state_dict"].items() if k != "sim_enc.cls_token.weight"}
+    with pytest.raises(ValueError, match="summary_token"):
+        load_official_state_dict(state, fixture["hparams"])
+
+
+def _save_official_checkpoint(fixture: dict, path: Path, extra: object = None) -> None:
+    """Write the fixture's parameters the way the official training script saves them."""
+    modules = ("img_enc", "txt_enc", "sim_enc")
+    parts = [{k[len(m) + 1:]: v for k, v in fixture["state_dict"].items() if k.startswith(m + ".")}
+             for m in modules]
+    checkpoint = {"epoch": 0, "model": parts, "best_rsum": 0.0, "Eiters": 1,
+                  "opt": argparse.Namespace(**fixture["hparams"])}
+    if extra is not None:
+        checkpoint["extra"] = extra
+    torch.save(checkpoint, path)
+
+
+def test_official_checkpoint_loads_with_its_options(fixture: dict, tmp_path: Path) -> None:
+    path = tmp_path / "model_best.pth.tar"
+    _save_official_checkpoint(fixture, path)
+    model, hparams = load_official_checkpoint(path)
+    assert hparams["embed_size"] == fixture["hparams"]["embed_size"]
+    reference = load_official_state_dict(fixture["state_dict"], fixture["hparams"])
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_checkpoint_needing_arbitrary_unpickling_is_refused(fixture: dict, tmp_path: Path) -> None:
+    path = tmp_path / "model_best.pth.tar"
+    _save_official_checkpoint(fixture, path, extra=fractions.Fraction(1, 3))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_official_checkpoint(path)
+    model, _ = load_official_checkpoint(path, allow_pickle=True)
+    assert model.config.embed_dim == fixture["hparams"]["embed_size"]
