@@ -35,6 +35,23 @@ def settings_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", type=json.loads, default={}, help="config section as a JSON object")
 
 
+# ---------------------------------------------------------------- provenance
+
+
+def _write_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="YAML file to write")
+    settings_arg(parser)
+
+
+@command("write-config", "save the resolved configuration (defaults filled) beside the results", _write_config_args)
+def run_write_config(args: argparse.Namespace) -> None:
+    import yaml
+
+    from vscn.io import atomic_write_text
+
+    atomic_write_text(args.out, yaml.safe_dump(args.settings, sort_keys=False))
+
+
 # ---------------------------------------------------------------- data
 
 

@@ -15,8 +15,6 @@ files into a :class:`~vscn.data.records.Scene` are in :mod:`vscn.data.annotation
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from vscn.data.errors import AnnotationError, DropCounts
 from vscn.data.records import Scene
 from vscn.data.vg_release import iter_vg_release
 from vscn.data.vocab import Vocabulary, load_vocabulary
+from vscn.io import atomic_write_bytes
 
 __all__ = [
     "AnnotationError", "DropCounts", "Vocabulary", "annotated_image_ids", "atomic_write_bytes",
@@ -249,24 +248,6 @@ def _region_graph_json(scene: Scene) -> bytes:
         })
     document = {"image_id": scene.image_id, "regions": regions}
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
-
-
-FILE_MODE = 0o644  # temporary files are created private; published files are readable by all
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it, so ``path`` is never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            handle.write(data)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_scene(scene: Scene, root: Path) -> None:

@@ -57,3 +57,4 @@ def vg_fetched():
 def data_ready():
     """The scene stage's input: the rendered demo folder, or the verified Visual Genome folder."""
     return DATA_ROOT if config["data"]["source"] == "demo" else DOWNLOADS / "verified.txt"
+
