@@ -35,6 +35,17 @@ def settings_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", type=json.loads, default={}, help="config section as a JSON object")
 
 
+def threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+
+
+def use_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- provenance
 
 
@@ -120,6 +131,23 @@ def run_scenes(args: argparse.Namespace) -> None:
 
     summary = build_scenes(args.data_root, DataLayout(**args.layout), args.out, seed=args.seed, **args.settings)
     log.info("kept %s; dropped %s", summary.kept, summary.dropped)
+
+
+def _features_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenes", type=Path, required=True, help="the scene database folder")
+    parser.add_argument("--split", required=True, help="train, val or test")
+    parser.add_argument("--data-root", type=Path, required=True, help="the data folder (images, precomputed features)")
+    parser.add_argument("--out", type=Path, required=True, help="HDF5 file to write")
+    threads_arg(parser)
+    settings_arg(parser)
+
+
+@command("features", "encode one split into an HDF5 feature file", _features_args)
+def run_features(args: argparse.Namespace) -> None:
+    from vscn.data.feature_step import FeatureSettings, encode_split
+
+    use_threads(args.threads)
+    encode_split(args.scenes, args.split, args.data_root, FeatureSettings.from_dict(args.settings), args.out)
 
 
 # ---------------------------------------------------------------- entry point
