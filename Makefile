@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
-# Rules call the `vscn` command: put the environment's programs first on the PATH.
-export PATH := $(abspath $(BIN)):$(PATH)
+# Rules call the `vscn` command: the environment's programs go first on the PATH.
+WITH_VENV := PATH="$(abspath $(BIN)):$$PATH"
+
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint lock clean-venv
 
@@ -18,14 +20,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $@
 
-run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
+# The report's browser check (tests/test_report_browser.py) needs Debian's chromium.
+$(CHROMIUM):
+	apt-get update && apt-get install -y --no-install-recommends chromium
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+run: $(STAMP)
+	$(WITH_VENV) snakemake --cores $(CORES)
+
+test: $(STAMP) $(CHROMIUM)
+	$(WITH_VENV) python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/snakemake --lint
+	$(WITH_VENV) snakemake --lint
 
 # Re-pin requirements.lock and environment.yml from the current .venv (after changing pyproject.toml).
 lock: $(STAMP)

@@ -150,6 +150,94 @@ def run_features(args: argparse.Namespace) -> None:
     encode_split(args.scenes, args.split, args.data_root, FeatureSettings.from_dict(args.settings), args.out)
 
 
+# ---------------------------------------------------------------- evaluation
+
+
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="model.pt of a training run")
+    parser.add_argument("--features", type=Path, required=True, help="HDF5 feature file of the gallery split")
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.json|csv")
+    parser.add_argument("--names", nargs="+", required=True, help="protocols and ablations: strict paper s1_only g_only")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    threads_arg(parser)
+    settings_arg(parser)
+
+
+@command("evaluate", "rank the gallery turn by turn under the given protocols", _evaluate_args)
+def run_evaluate(args: argparse.Namespace) -> None:
+    from vscn.evaluation import evaluate_model, write_metrics
+    from vscn.training import load_model, resolve_device
+
+    use_threads(args.threads)
+    model, _ = load_model(args.model, map_location=resolve_device(args.device))
+    for name, result in evaluate_model(model, args.features, args.names, **args.settings).items():
+        write_metrics(result, args.out_dir, name)
+        log.info("%s: %s", name, result.turns[-1] if result.turns else "skipped")
+
+
+def _baseline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", type=Path, required=True, help="HDF5 feature file of the gallery split")
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.json|csv")
+    parser.add_argument("--name", required=True, help="cosine_mean or cosine_sum")
+    parser.add_argument("--max-turns", type=int, required=True)
+
+
+@command("baseline", "zero-shot ranking from the feature file alone", _baseline_args)
+def run_baseline(args: argparse.Namespace) -> None:
+    from vscn.evaluation import evaluate_baseline, write_metrics
+
+    write_metrics(evaluate_baseline(args.features, args.name, args.max_turns), args.out_dir, args.name)
+
+
+# ---------------------------------------------------------------- report and search
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run result folders (results/<run>)")
+    parser.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    parser.add_argument("--figures", type=Path, help="also write every figure as an SVG file into this folder")
+    settings_arg(parser)
+
+
+@command("report", "write the self-contained HTML results report", _report_args)
+def run_report(args: argparse.Namespace) -> None:
+    from vscn.report import write_report
+
+    write_report(args.runs, args.out, figures_dir=args.figures, **args.settings)
+
+
+def _search_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run", dest="run_dir", type=Path, required=True, help="a trained run's results folder, e.g. results/demo"
+    )
+    parser.add_argument("--split", default="test", help="the split whose images are searched (default: test)")
+    parser.add_argument("--top", type=int, default=10, help="images listed per turn (default: 10)")
+    parser.add_argument("--rescore", type=int, default=100, help="images rescored with the fused score per turn")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--json", action="store_true", help="one JSON object per turn instead of a table")
+    parser.add_argument(
+        "queries", nargs="*", metavar="QUERY", help="one query per turn; without any, read them from stdin, one per line"
+    )
+
+
+@command("search", "multi-turn retrieval over a trained run's images with free-text queries", _search_args)
+def run_search(args: argparse.Namespace) -> None:
+    from vscn.search import SearchSession, format_ranking, interactive
+
+    session = SearchSession(args.run_dir, args.split, top_k=args.rescore, device=args.device)
+    if args.queries:
+        for ranking in session.search(args.queries):
+            print(format_ranking(ranking, args.top, args.json), flush=True)
+        return
+    if sys.stdin.isatty():
+        print(
+            f"one query per line, {session.max_turns} at most; ':reset' starts again, ':quit' or Ctrl-D ends",
+            file=sys.stderr,
+        )
+    for output in interactive(session, sys.stdin, args.top, args.json):
+        print(output.text, file=sys.stderr if output.is_message else sys.stdout, flush=True)
+
+
 # ---------------------------------------------------------------- entry point
 
 

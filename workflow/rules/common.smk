@@ -17,6 +17,10 @@ CONDA_ENV = "../../environment.yml"  # relative to the rules files; the same pin
 
 
 DOWNLOADS = DATA_ROOT / "downloads"
+METRICS = RESULTS / "metrics"
+REPORT_HTML = Path(config["results_dir"]) / "report.html"
+REPORT_FIGURES = RESULTS / "report"
+BASELINES = ["cosine_mean", "cosine_sum"]
 
 
 def code_hash(*modules):
@@ -33,6 +37,15 @@ def settings(section):
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+
+
+def metrics_files(*names):
+    """The JSON and CSV metrics files of evaluations ``names``."""
+    return [METRICS / f"{name}.{extension}" for name in names for extension in ("json", "csv")]
+
+
+def all_metrics():
+    return metrics_files("strict", "s1_only", "g_only", "paper", *BASELINES)
 
 
 def vg_sources():
