@@ -150,6 +150,31 @@ def run_features(args: argparse.Namespace) -> None:
     encode_split(args.scenes, args.split, args.data_root, FeatureSettings.from_dict(args.settings), args.out)
 
 
+# ---------------------------------------------------------------- training
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", type=Path, required=True, help="HDF5 feature file of the train split")
+    parser.add_argument("--val", type=Path, required=True, help="HDF5 feature file of the val split")
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for model.pt and the CSV logs")
+    parser.add_argument("--state", type=Path, required=True, help="resumable state; an existing one is resumed")
+    parser.add_argument("--max-turns", type=int, required=True, help="query slots per scene (T)")
+    parser.add_argument("--model", type=json.loads, default={}, help="model section as a JSON object")
+    threads_arg(parser)
+    settings_arg(parser)
+
+
+@command("train", "train VSCN, validating every epoch and keeping the best model", _train_args)
+def run_train(args: argparse.Namespace) -> None:
+    from vscn.training import train_with_validation
+
+    use_threads(args.threads)
+    result = train_with_validation(
+        args.train, args.val, args.out_dir, args.state, args.model, args.settings, args.max_turns
+    )
+    log.info("%s", result)
+
+
 # ---------------------------------------------------------------- evaluation
 
 

@@ -2,6 +2,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import vscn
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -12,10 +14,8 @@ RESULTS = Path(config["results_dir"]) / RUN
 DATA_ROOT = Path(config["data"]["root"])
 LOGS = RESULTS / "logs"
 SPLITS = ["train", "val", "test"]
-PACKAGE = Path(workflow.basedir).parent / "vscn"
+PACKAGE = Path(vscn.__file__).parent  # the code the rules' `vscn` commands run
 CONDA_ENV = "../../environment.yml"  # relative to the rules files; the same pins as requirements.lock
-
-
 DOWNLOADS = DATA_ROOT / "downloads"
 METRICS = RESULTS / "metrics"
 REPORT_HTML = Path(config["results_dir"]) / "report.html"
@@ -27,7 +27,10 @@ def code_hash(*modules):
     """A digest of the package sources a rule runs, as a param, so that editing them re-runs the rule."""
     digest = hashlib.sha256()
     for module in modules:
-        for source in sorted((PACKAGE / module).parent.glob((PACKAGE / module).name)):
+        sources = sorted(PACKAGE.glob(module))
+        if not sources:
+            raise WorkflowError(f"code_hash: no package source matches {PACKAGE / module}")
+        for source in sources:
             digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -37,6 +40,13 @@ def settings(section):
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+TRAIN_CODE = code_hash("training/*.py", "model/*.py", "data/features.py", "evaluation/*.py")
+
+
+def training_state():
+    """Where an interrupted training run keeps its resumable state, keyed by what shapes the weights."""
+    shaping = settings({key: config[key] for key in ("model", "train", "scenes")}) + TRAIN_CODE
+    return RESULTS / "state" / f"train-{hashlib.sha256(shaping.encode()).hexdigest()[:12]}.pt"
 
 
 def metrics_files(*names):
