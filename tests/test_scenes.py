@@ -198,12 +198,13 @@ def test_duplicate_scene(tmp_path: Path) -> None:
         build_scene_db(twice, tmp_path / "db", MAX_TURNS, DerivedSplits([], val_size=0), strict=True)
 
 
-@pytest.mark.parametrize("strict", [False, True])
-def test_no_vocabulary_objects_is_filtering_not_error(tmp_path: Path, strict: bool) -> None:
-    summary = build_scene_db([scene(1, ENOUGH, objects=0), scene(2, ENOUGH)], tmp_path / "db", MAX_TURNS,
-                             DerivedSplits([], val_size=0), strict=strict)
+def test_no_vocabulary_objects_is_counted_or_an_error_when_strict(tmp_path: Path) -> None:
+    scenes = [scene(1, ENOUGH, objects=0), scene(2, ENOUGH)]
+    summary = build_scene_db(scenes, tmp_path / "db", MAX_TURNS, DerivedSplits([], val_size=0))
     assert summary.dropped["scenes"] == {"no_vocabulary_objects": 1}
     assert summary.kept["scenes"] == 1
+    with pytest.raises(AnnotationError, match="image 1: none of its objects is in the object vocabulary"):
+        build_scene_db(scenes, tmp_path / "db2", MAX_TURNS, DerivedSplits([], val_size=0), strict=True)
 
 
 def test_failed_build_keeps_previous_database(tmp_path: Path) -> None:

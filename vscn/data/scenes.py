@@ -325,9 +325,12 @@ class _Filter:
         self.seen.add(scene.image_id)
         regions = unique_regions(scene, self.drops, self.strict)
         if len(regions) < self.max_turns:
-            reason = "too_few_captions"
+            reason = "too_few_captions"  # the dataset's definition, not bad input: never an error
         elif not scene.objects:
-            reason = "no_vocabulary_objects"
+            self.drops.skip("scenes", "no_vocabulary_objects",
+                            f"image {scene.image_id}: none of its objects is in the object vocabulary", self.strict)
+            self.filtered_out.add(scene.image_id)
+            return None
         elif self.split_of is not None and scene.image_id not in self.split_of:
             reason = "not_in_split"
         else:

@@ -40,6 +40,9 @@ def settings(section):
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+# The modules that read and write annotations: the demo writes with them, the scene stage reads.
+ANNOTATION_CODE = ("data/records.py", "data/vocab.py", "data/vg.py", "data/vg_release.py", "data/annotations.py",
+                   "data/jsonstream.py", "data/errors.py", "io.py")
 TRAIN_CODE = code_hash("training/*.py", "model/*.py", "data/features.py", "evaluation/*.py")
 
 

@@ -8,7 +8,7 @@ if config["data"]["source"] == "demo":
             directory(DATA_ROOT),
         params:
             settings=settings(config["data"]["demo"]),
-            code=code_hash("data/demo/*.py", "data/vg.py"),
+            code=code_hash("data/demo/*.py", *ANNOTATION_CODE),
         conda:
             CONDA_ENV
         log:

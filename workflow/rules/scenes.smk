@@ -11,7 +11,7 @@ rule scene_db:
         layout=settings(config["data"]["layout"]),
         settings=settings(config["scenes"]),
         seed=config["seed"],
-        code=code_hash("data/*.py"),
+        code=code_hash(*ANNOTATION_CODE, "data/layout.py", "data/scenes.py"),
     conda:
         CONDA_ENV
     log:

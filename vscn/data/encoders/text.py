@@ -31,8 +31,10 @@ class MiniLMTextEncoder(SentenceEncoder):
     def __init__(
         self, model_dir: Path | str | None = None, device: str | torch.device = "cpu", batch_size: int = DEFAULT_TEXT_BATCH
     ) -> None:
+        # The bundled model is recorded as None, so a feature file names no path of this machine and
+        # the encoder it records can be rebuilt wherever the package is installed.
+        super().__init__({"model_dir": None if model_dir is None else str(model_dir), "batch_size": batch_size})
         model_dir = Path(model_dir) if model_dir is not None else bundled_minilm_dir()
-        super().__init__({"model_dir": str(model_dir), "batch_size": batch_size})
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: not a sentence-transformers model directory (no config.json)")
         # Imported here: sentence-transformers takes seconds to import and only this encoder needs it.
