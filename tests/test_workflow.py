@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,16 +74,35 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, change, named):
     assert named in result.stdout + result.stderr
 
 
-def test_demo_data_and_scene_database_run_end_to_end(tmp_path):
+TINY_RUN = {
+    "run": "tiny",
+    "data": {"demo": {"n_train": 16, "n_val": 6, "n_test": 6, "seed": 5}},
+    "model": {"embed_dim": 16, "num_heads": 2, "ffn_dim": 32, "visual_layers": 1, "crossmodal_layers": 1},
+    "train": {"epochs": 2, "batch_size": 8, "warmup_steps": 2, "lr_decay_epochs": 1, "log_every": 1,
+              "validation": {"protocol": "strict", "top_k": 3}},
+    "evaluate": {"top_k": 3, "shard_size": 3},
+}
+
+
+def test_the_whole_pipeline_runs_end_to_end_on_a_tiny_demo(tmp_path):
     config = write_config(
         tmp_path / "config.yaml",
-        run="tiny",
         results_dir=str(tmp_path / "results"),
-        data={"root": str(tmp_path / "demo"), "demo": {"n_train": 12, "n_val": 4, "n_test": 4, "seed": 5}},
+        **{**TINY_RUN, "data": {"root": str(tmp_path / "demo"), **TINY_RUN["data"]}},
     )
     snakemake("--cores", "2", "--configfile", str(config))
-    summary = yaml.safe_load((tmp_path / "results" / "tiny" / "scenes" / "summary.json").read_text())
-    assert summary["split_sizes"] == {"train": 12, "val": 4, "test": 4}
-    assert (tmp_path / "results" / "tiny" / "logs" / "scene_db.log").exists()
+    run = tmp_path / "results" / "tiny"
+    summary = yaml.safe_load((run / "scenes" / "summary.json").read_text())
+    assert summary["split_sizes"] == {"train": 16, "val": 6, "test": 6}
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["model"]["embed_dim"] == 16 and resolved["model"]["tau"] == 15.0  # defaults filled in
+    for name in ("strict", "paper", "s1_only", "g_only", "cosine_mean", "cosine_sum"):
+        metrics = yaml.safe_load((run / "metrics" / f"{name}.json").read_text())
+        assert [turn["turn"] for turn in metrics["turns"]] == list(range(1, 11)) or metrics.get("skipped")
+    assert (tmp_path / "results" / "report.html").stat().st_size > 0
+    assert {path.name for path in (run / "logs").iterdir()} >= {"demo_data.log", "scene_db.log", "train.log"}
     rerun = snakemake("-n", "--configfile", str(config))
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    snakemake("--configfile", str(config), "--report", str(tmp_path / "snakemake_report.zip"))
+    with zipfile.ZipFile(tmp_path / "snakemake_report.zip") as archive:
+        assert any(name.endswith("recall_vs_turn.svg") for name in archive.namelist())

@@ -183,7 +183,6 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", type=Path, required=True, help="HDF5 feature file of the gallery split")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.json|csv")
     parser.add_argument("--names", nargs="+", required=True, help="protocols and ablations: strict paper s1_only g_only")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     threads_arg(parser)
     settings_arg(parser)
 
@@ -194,8 +193,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from vscn.training import load_model, resolve_device
 
     use_threads(args.threads)
-    model, _ = load_model(args.model, map_location=resolve_device(args.device))
-    for name, result in evaluate_model(model, args.features, args.names, **args.settings).items():
+    settings = dict(args.settings)
+    model, _ = load_model(args.model, map_location=resolve_device(settings.pop("device", "auto")))
+    for name, result in evaluate_model(model, args.features, args.names, **settings).items():
         write_metrics(result, args.out_dir, name)
         log.info("%s: %s", name, result.turns[-1] if result.turns else "skipped")
 

@@ -35,9 +35,16 @@ def code_hash(*modules):
     return digest.hexdigest()[:16]
 
 
-def settings(section):
+def as_json(section):
     """A config section as compact JSON: the typed values a `vscn` command receives."""
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
+
+
+def settings(section):
+    """A config section as a param. A function of the job, not a string, so that Snakemake leaves
+    placeholders in its values (such as an encoder's "{data_root}") alone."""
+    text = as_json(section)
+    return lambda wildcards: text
 
 
 # The modules that read and write annotations: the demo writes with them, the scene stage reads.
@@ -48,7 +55,7 @@ TRAIN_CODE = code_hash("training/*.py", "model/*.py", "data/features.py", "evalu
 
 def training_state():
     """Where an interrupted training run keeps its resumable state, keyed by what shapes the weights."""
-    shaping = settings({key: config[key] for key in ("model", "train", "scenes")}) + TRAIN_CODE
+    shaping = as_json({key: config[key] for key in ("model", "train", "scenes")}) + TRAIN_CODE
     return RESULTS / "state" / f"train-{hashlib.sha256(shaping.encode()).hexdigest()[:12]}.pt"
 
 
