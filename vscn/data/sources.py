@@ -33,6 +33,7 @@ import yaml
 from tqdm import tqdm
 
 from vscn.data.archives import extract_archive, is_archive
+from vscn.io import atomic_write_text
 
 try:
     import fcntl
@@ -154,9 +155,7 @@ def record_in_manifest(path: Path | str, entry: ManifestEntry) -> None:
         entries[entry.name] = entry
         files = {name: {k: v for k, v in asdict(e).items() if k != "name"} for name, e in sorted(entries.items())}
         content = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "files": files}
-        temporary = path.with_name(path.name + PART_SUFFIX)
-        temporary.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+        atomic_write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 def _expected_digest(name: str, sha256: str | None, manifest: Path | None) -> str | None:

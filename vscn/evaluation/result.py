@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from vscn.io import FILE_MODE
 from vscn.metrics import TurnMetrics
 
 METRIC_COLUMNS = tuple(f.name for f in fields(TurnMetrics))  # turn, r1, r5, r10, medr, meanr, mrr
@@ -69,6 +70,7 @@ def _write_all(files: dict[Path, Callable[[IO[bytes]], None]]) -> list[Path]:
             staged.append((temporary, path))
             with os.fdopen(handle, "wb") as stream:
                 write(stream)
+            os.chmod(temporary, FILE_MODE)  # mkstemp files are private; metrics are for every reader
         for temporary, path in staged:
             os.replace(temporary, path)
     except BaseException:
