@@ -106,3 +106,11 @@ def test_the_whole_pipeline_runs_end_to_end_on_a_tiny_demo(tmp_path):
     snakemake("--configfile", str(config), "--report", str(tmp_path / "snakemake_report.zip"))
     with zipfile.ZipFile(tmp_path / "snakemake_report.zip") as archive:
         assert any(name.endswith("recall_vs_turn.svg") for name in archive.namelist())
+
+
+def test_slurm_profile_plans_training_on_a_gpu_partition(tmp_path):
+    config = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"),
+                          data={"root": str(tmp_path / "demo")})
+    result = snakemake("-n", "--profile", "profiles/slurm", "--configfile", str(config))
+    train_job = result.stdout.split("rule train:", 1)[1].split("\n\n", 1)[0]
+    assert "slurm_partition=gpu" in train_job and "gpu=1" in train_job
