@@ -97,7 +97,7 @@ def copy_collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     batch_regions = torch.zeros(len(items), *regions[0].shape)
     batch_captions = torch.zeros(len(items), len(captions[0]), captions[0][0].shape[-1])
     batch_global = torch.zeros(len(items), global_features[0].shape[-1])
-    for i, item in enumerate(items):
+    for i in range(len(items)):
         batch_regions[i, : len(regions[i])] = regions[i]
         batch_global[i] = global_features[i]
         for j, caption in enumerate(captions[i]):

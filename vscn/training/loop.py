@@ -31,7 +31,7 @@ from vscn.training.checkpoint import (STATE_FORMAT, STATE_VERSION, CheckpointErr
                                       config_from_checkpoint, cpu_state_dict, load_weights, read_checkpoint,
                                       restore_rng, save_checkpoint, save_model)
 from vscn.training.config import TrainConfig, model_config_for
-from vscn.training.logs import (LOSS_COLUMNS, TRAIN_COLUMNS, LossWindow, Row, val_columns, val_row,
+from vscn.training.logs import (TRAIN_COLUMNS, LossWindow, Row, val_columns, val_row,
                                 validation_score, write_csv)
 from vscn.training.schedule import build_scheduler, lr_factor
 
