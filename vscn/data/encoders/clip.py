@@ -60,11 +60,21 @@ def load_clip_model(model_name: str, weights: Path | None, device: torch.device)
     return open_clip, model.eval()
 
 
-def _settings(model_name: str, weights: Path | None) -> dict[str, Any]:
-    return {"model_name": model_name, "weights": None if weights is None else weights.name}
+class _ClipEncoder:
+    """What both CLIP encoders share: recorded settings, the device and the loaded model."""
+
+    settings: dict[str, Any]
+
+    def _load(self, weights: Path | str | None, model_name: str, device: str | torch.device) -> ModuleType:
+        """Set ``settings``, ``device`` and ``_model``; return the open_clip module."""
+        weights = Path(weights) if weights is not None else None
+        self.settings = {"model_name": model_name, "weights": None if weights is None else weights.name}
+        self.device = torch.device(device)
+        open_clip, self._model = load_clip_model(model_name, weights, self.device)
+        return open_clip
 
 
-class OpenClipImageEncoder(ImageEncoder):
+class OpenClipImageEncoder(_ClipEncoder, ImageEncoder):
     """CLIP image embeddings (global) and RoI-pooled projected patch tokens (regions)."""
 
     name = "open-clip"
@@ -72,10 +82,7 @@ class OpenClipImageEncoder(ImageEncoder):
     def __init__(
         self, weights: Path | str | None, model_name: str = DEFAULT_CLIP_MODEL, device: str | torch.device = "cpu"
     ) -> None:
-        weights = Path(weights) if weights is not None else None
-        super().__init__(_settings(model_name, weights))
-        self.device = torch.device(device)
-        _, self._model = load_clip_model(model_name, weights, self.device)
+        self._load(weights, model_name, device)
         visual = self._model.visual
         visual.output_tokens = True  # forward returns (pooled embedding, patch tokens)
         height, width = visual.image_size
@@ -101,7 +108,7 @@ class OpenClipImageEncoder(ImageEncoder):
         )
 
 
-class OpenClipTextEncoder(SentenceEncoder):
+class OpenClipTextEncoder(_ClipEncoder, SentenceEncoder):
     """L2-normalised CLIP text embeddings."""
 
     name = "open-clip"
@@ -109,10 +116,7 @@ class OpenClipTextEncoder(SentenceEncoder):
     def __init__(
         self, weights: Path | str | None, model_name: str = DEFAULT_CLIP_MODEL, device: str | torch.device = "cpu"
     ) -> None:
-        weights = Path(weights) if weights is not None else None
-        super().__init__(_settings(model_name, weights))
-        self.device = torch.device(device)
-        open_clip, self._model = load_clip_model(model_name, weights, self.device)
+        open_clip = self._load(weights, model_name, device)
         self._tokenizer = open_clip.get_tokenizer(model_name)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
