@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The report's browser check (tests/test_report_browser.py) needs Debian's chromium.
 $(CHROMIUM):
-	apt-get update && apt-get install -y --no-install-recommends chromium
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 run: $(STAMP)
 	$(WITH_VENV) snakemake --cores $(CORES)
