@@ -44,7 +44,9 @@ def test_dry_run_of_the_demo_lists_every_stage(tmp_path):
     config = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"),
                           data={"root": str(tmp_path / "demo")})
     result = snakemake("-n", "--configfile", str(config))
-    for rule in ("demo_data", "scene_db", "all"):
+    stages = ("demo_data", "resolved_config", "scene_db", "features", "train", "evaluate_strict",
+              "evaluate_paper", "baseline", "report", "all")
+    for rule in stages:
         assert f"rule {rule}:" in result.stdout or f"localrule {rule}:" in result.stdout
 
 

@@ -110,10 +110,11 @@ def _verify_args(parser: argparse.ArgumentParser) -> None:
 @command("verify-data", "list exactly what a Visual Genome data directory lacks", _verify_args)
 def run_verify_data(args: argparse.Namespace) -> None:
     from vscn.data.datadir import VG_LAYOUT, VG_SPLIT_LISTS, verify_data_dir
+    from vscn.io import atomic_write_text
 
     verify_data_dir(args.data_root, split_lists=VG_SPLIT_LISTS)
     if args.report is not None:
-        args.report.write_text("complete:\n" + "".join(f"  {item}\n" for item in VG_LAYOUT))
+        atomic_write_text(args.report, "complete:\n" + "".join(f"  {item}\n" for item in VG_LAYOUT))
     log.info("%s: complete", args.data_root)
 
 

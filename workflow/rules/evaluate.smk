@@ -7,9 +7,10 @@ rule evaluate_strict:
         model=RESULTS / "train" / "model.pt",
         features=RESULTS / "features" / "test.h5",
     output:
-        metrics_files("strict", "s1_only", "g_only"),
+        metrics_files(*STRICT_PASS),
         rankings=METRICS / "strict_rankings.npz",
     params:
+        names=" ".join(STRICT_PASS),
         out_dir=METRICS,
         settings=settings(config["evaluate"]),
         code=code_hash("evaluation/*.py", "model/*.py", "metrics.py"),
@@ -25,7 +26,7 @@ rule evaluate_strict:
         RESULTS / "benchmarks" / "evaluate_strict.tsv"
     shell:
         "vscn evaluate --model {input.model} --features {input.features} --out-dir {params.out_dir}"
-        " --names strict s1_only g_only --threads {threads} --settings {params.settings:q} 2> {log}"
+        " --names {params.names} --threads {threads} --settings {params.settings:q} 2> {log}"
 
 
 rule evaluate_paper:
