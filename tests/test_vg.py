@@ -327,6 +327,18 @@ def test_repeated_object_id_and_dangling_relation(tmp_path: Path, vocab: Vocabul
         read_scene(tmp_path, 7, vocab, strict=True)
 
 
+def test_repeated_relation_id_keeps_the_first(tmp_path: Path, vocab: Vocabulary) -> None:
+    xml = DRILLDOWN_XML.replace("<relationship_id>22</relationship_id>", "<relationship_id>21</relationship_id>")
+    write_drilldown_files(tmp_path, xml=xml)
+    drops = DropCounts()
+    scene = read_scene(tmp_path, 7, vocab, drops=drops)
+    assert scene.relations == (Relation(21, 11, 12, "near"),)  # not the repeat's "walking"
+    assert drops.get("relations", "duplicate_relation_id") == 1
+    assert drops.get("relations", "not_in_vocabulary") == 0  # the repeat is skipped before filtering
+    with pytest.raises(AnnotationError, match=r"7\.xml.*relation id 21 appears twice"):
+        read_scene(tmp_path, 7, vocab, strict=True)
+
+
 def copy_release(tmp_path: Path) -> Path:
     require_shared()
     target = tmp_path / "release"

@@ -1,12 +1,14 @@
-"""Writing files so that a reader never sees a partial one."""
+"""Writing files and folders so that a reader never sees a partial one."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 FILE_MODE = 0o644  # temporary files are created private; published files are readable by all
+DIR_MODE = 0o755  # likewise for published folders
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -28,3 +30,17 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 def atomic_write_text(path: Path | str, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def publish_folder(built: Path | str, target: Path | str) -> None:
+    """Put the finished folder ``built`` at ``target``, readable by all; an older ``target`` is
+    removed only after the new one is in place, so ``target`` is never partial or missing."""
+    built, target = Path(built), Path(target)
+    os.chmod(built, DIR_MODE)  # mkdtemp folders are private
+    if not target.exists():
+        os.replace(built, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.replace(target, old / target.name)
+    os.replace(built, target)
+    shutil.rmtree(old)

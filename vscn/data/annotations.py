@@ -15,10 +15,11 @@ the two sources cannot drift apart. The rules (``lib/datasets/vg.py`` of Drill-d
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from vscn.data.errors import AnnotationError, DropCounts
+from vscn.data.errors import AnnotationError, DropCounts, first_of_each_id
 from vscn.data.records import Box, Region, Relation, Scene, SceneObject
 from vscn.data.vocab import Vocabulary
 
@@ -59,55 +60,55 @@ def clip_box(corners: Box, width: int, height: int) -> Box | None:
     return (x1, y1, x2, y2)
 
 
-_INVALID_BOX = "negative size, not a number, or outside the"
+Value = TypeVar("Value", bound=Hashable)
 
 
-def _unique(values: Iterable[int]) -> tuple[int, ...]:
+def _unique(values: Iterable[Value]) -> tuple[Value, ...]:
+    """``values`` without repeats, in first-occurrence order."""
     return tuple(dict.fromkeys(values))
+
+
+def _clip_or_skip(
+    corners: Box, scene: Scene, noun: str, part_id: int, where: str, drops: DropCounts, strict: bool,
+) -> Box | None:
+    """``corners`` of ``{noun} {part_id}`` clipped to the scene's image; ``None`` after counting an
+    invalid box as ``(f"{noun}s", "invalid_box")`` (an error when ``strict``)."""
+    box = clip_box(corners, scene.width, scene.height)
+    if box is None:
+        drops.skip(f"{noun}s", "invalid_box",
+                   f"{where}: {noun} {part_id} has box {corners}: negative size, not a number, or outside "
+                   f"the {scene.width}x{scene.height} image", strict)
+    return box
 
 
 def _keep_objects(
     raw_objects: Sequence[RawObject], scene: Scene, vocab: Vocabulary, where: str,
     drops: DropCounts, strict: bool,
-) -> tuple[dict[int, SceneObject], set[int]]:
-    """Kept objects by id, and the ids of every well-formed object (kept or filtered out)."""
+) -> dict[int, SceneObject]:
     kept: dict[int, SceneObject] = {}
-    seen: set[int] = set()
-    for raw in raw_objects:
-        if raw.object_id in seen:
-            drops.skip("objects", "duplicate_object_id",
-                       f"{where}: object id {raw.object_id} appears twice", strict)
-            continue
-        seen.add(raw.object_id)
+    for raw in first_of_each_id(raw_objects, lambda part: part.object_id, "object", where, drops, strict):
         name = raw.name.lower().strip()
         if name not in vocab.objects:
             drops.add("objects", "not_in_vocabulary")
             continue
-        box = clip_box(raw.corners, scene.width, scene.height)
+        box = _clip_or_skip(raw.corners, scene, "object", raw.object_id, where, drops, strict)
         if box is None:
-            drops.skip("objects", "invalid_box",
-                       f"{where}: object {raw.object_id} has box {raw.corners}: {_INVALID_BOX} "
-                       f"{scene.width}x{scene.height} image", strict)
             continue
         attributes = [attribute.lower().strip() for attribute in raw.attributes]
-        kept_attributes = tuple(dict.fromkeys(a for a in attributes if a in vocab.attributes))
+        kept_attributes = _unique(a for a in attributes if a in vocab.attributes)
         drops.add("attributes", "not_in_vocabulary", len(set(attributes)) - len(kept_attributes))
         kept[raw.object_id] = SceneObject(raw.object_id, name, box, kept_attributes)
-    return kept, seen
+    return kept
 
 
 def _keep_relations(
     raw_relations: Sequence[RawRelation], objects: dict[int, SceneObject], known_objects: set[int],
     vocab: Vocabulary, where: str, drops: DropCounts, strict: bool,
 ) -> dict[int, Relation]:
+    """Kept relations by id; ``known_objects`` holds every annotated object id, kept or filtered out
+    (a relation to an id outside it is bad input, one to a filtered-out object is only counted)."""
     kept: dict[int, Relation] = {}
-    seen: set[int] = set()
-    for raw in raw_relations:
-        if raw.relation_id in seen:
-            drops.skip("relations", "duplicate_relation_id",
-                       f"{where}: relation id {raw.relation_id} appears twice", strict)
-            continue
-        seen.add(raw.relation_id)
+    for raw in first_of_each_id(raw_relations, lambda part: part.relation_id, "relation", where, drops, strict):
         unknown = {raw.subject_id, raw.object_id} - known_objects
         if unknown:
             drops.skip("relations", "unknown_object_id",
@@ -130,11 +131,8 @@ def _keep_regions(
 ) -> tuple[Region, ...]:
     kept: list[Region] = []
     for raw in raw_regions:
-        box = clip_box(raw.corners, scene.width, scene.height)
+        box = _clip_or_skip(raw.corners, scene, "region", raw.region_id, where, drops, strict)
         if box is None:
-            drops.skip("regions", "invalid_box",
-                       f"{where}: region {raw.region_id} has box {raw.corners}: {_INVALID_BOX} "
-                       f"{scene.width}x{scene.height} image", strict)
             continue
         kept.append(Region(
             region_id=raw.region_id,
@@ -161,7 +159,8 @@ def assemble_scene(
         raise AnnotationError(f"{where}: image {image_id} has size {width}x{height}")
     drops = drops if drops is not None else DropCounts()
     scene = Scene(image_id=image_id, width=width, height=height)
-    objects, known_objects = _keep_objects(raw_objects, scene, vocab, where, drops, strict)
+    objects = _keep_objects(raw_objects, scene, vocab, where, drops, strict)
+    known_objects = {raw.object_id for raw in raw_objects}
     relations = _keep_relations(raw_relations, objects, known_objects, vocab, where, drops, strict)
     regions = _keep_regions(raw_regions, scene, objects, relations, where, drops, strict)
     return Scene(

@@ -9,6 +9,10 @@ image, a repeated id, a split id without annotations) is skipped and counted by 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+Part = TypeVar("Part")
 
 
 class AnnotationError(ValueError):
@@ -46,3 +50,22 @@ class DropCounts:
         for (kind, reason), count in sorted(self._counts.items()):
             nested.setdefault(kind, {})[reason] = count
         return nested
+
+
+def first_of_each_id(
+    parts: Iterable[Part], id_of: Callable[[Part], int], noun: str, where: str, drops: DropCounts,
+    strict: bool,
+) -> Iterator[Part]:
+    """``parts`` in order, each id's first occurrence only.
+
+    A repeat is bad input: it is counted as ``(f"{noun}s", f"duplicate_{noun}_id")`` in ``drops``, or
+    raises when ``strict`` with a message that starts with ``where`` (the file or image).
+    """
+    seen: set[int] = set()
+    for part in parts:
+        part_id = id_of(part)
+        if part_id in seen:
+            drops.skip(f"{noun}s", f"duplicate_{noun}_id", f"{where}: {noun} id {part_id} appears twice", strict)
+            continue
+        seen.add(part_id)
+        yield part

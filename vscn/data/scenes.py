@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,8 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from vscn.data.errors import AnnotationError, DropCounts
+from vscn.data.errors import AnnotationError, DropCounts, first_of_each_id
 from vscn.data.records import Region, Relation, Scene, SceneObject
+from vscn.io import publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -201,15 +201,11 @@ def load_summary(db_dir: Path) -> Summary:
 def unique_regions(scene: Scene, drops: DropCounts, strict: bool) -> tuple[Region, ...]:
     """The scene's regions without repeated region ids or repeated (lower-case) captions, first
     occurrence in annotation order kept, then sorted by region id."""
-    seen_ids: set[int] = set()
     seen_captions: set[str] = set()
     kept = []
-    for region in scene.regions:
-        if region.region_id in seen_ids:
-            drops.skip("regions", "duplicate_region_id",
-                       f"image {scene.image_id}: region id {region.region_id} appears twice", strict)
-            continue
-        seen_ids.add(region.region_id)
+    regions = first_of_each_id(scene.regions, lambda part: part.region_id, "region",
+                               f"image {scene.image_id}", drops, strict)
+    for region in regions:
         caption = region.caption.lower()
         if caption in seen_captions:
             drops.add("regions", "duplicate_caption")
@@ -368,17 +364,6 @@ def _write_scenes_table(path: Path, kept: Sequence[_KeptScene], image_paths: Map
     pq.write_table(table, path)
 
 
-def _publish(temporary: Path, out_dir: Path) -> None:
-    """Put the finished ``temporary`` directory at ``out_dir``, replacing an older database."""
-    previous = None
-    if out_dir.exists():
-        previous = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old."))
-        os.replace(out_dir, previous / out_dir.name)
-    os.replace(temporary, out_dir)
-    if previous is not None:
-        shutil.rmtree(previous)
-
-
 def build_scene_db(
     scenes: Iterable[Scene], out_dir: Path, max_turns: int, splits: SplitSpec | Mapping[str, Any],
     image_dirs: Sequence[Path] = (), strict: bool = False, seed: int = 0,
@@ -436,7 +421,7 @@ def build_scene_db(
             images_not_found=sum(scene.image_id not in image_paths for scene in kept),
         )
         (temporary / SUMMARY_FILE).write_text(summary.to_json() + "\n", encoding="utf-8")
-        _publish(temporary, out_dir)
+        publish_folder(temporary, out_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

@@ -27,9 +27,8 @@ from vscn.data.vocab import Vocabulary, load_vocabulary
 from vscn.io import atomic_write_bytes
 
 __all__ = [
-    "AnnotationError", "DropCounts", "Vocabulary", "annotated_image_ids", "atomic_write_bytes",
-    "iter_scenes", "iter_vg_release", "load_vocabulary", "read_scene", "region_graph_path",
-    "scene_graph_path", "write_scene",
+    "AnnotationError", "DropCounts", "Vocabulary", "annotated_image_ids", "iter_scenes", "iter_vg_release",
+    "load_vocabulary", "read_scene", "region_graph_path", "scene_graph_path", "write_scene",
 ]
 
 

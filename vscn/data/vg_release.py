@@ -144,6 +144,12 @@ def _field(entry: Mapping, key: str, kind: type, where: str) -> Any:
         raise AnnotationError(f"{where}: missing or invalid {key!r} in {dict(entry)!r:.200}") from error
 
 
+def _corners(entry: Mapping, width_key: str, height_key: str, at: str) -> Box:
+    """``(x, y, x + width, y + height)`` of an entry with its size under ``width_key``/``height_key``."""
+    x, y = _field(entry, "x", float, at), _field(entry, "y", float, at)
+    return (x, y, x + _field(entry, width_key, float, at), y + _field(entry, height_key, float, at))
+
+
 def _raw_objects(objects: list[dict], attributes: list[dict], where: str) -> list[RawObject]:
     annotated: dict[int, list[str]] = {}
     for entry in attributes:
@@ -158,9 +164,7 @@ def _raw_objects(objects: list[dict], attributes: list[dict], where: str) -> lis
         if not isinstance(names[0], str):
             raise AnnotationError(f"{at}: no 'names' or 'name'")
         name, name_attributes = clean_object_name(names[0])
-        x, y = _field(entry, "x", float, at), _field(entry, "y", float, at)
-        corners = (x, y, x + _field(entry, "w", float, at), y + _field(entry, "h", float, at))
-        raw.append(RawObject(object_id, name, corners,
+        raw.append(RawObject(object_id, name, _corners(entry, "w", "h", at),
                              name_attributes + tuple(annotated.get(object_id, ()))))
     return raw
 
@@ -184,8 +188,7 @@ def _raw_regions(regions: list[dict], where: str) -> list[RawRegion]:
     for entry in regions:
         region_id = _field(entry, "region_id", int, where)
         at = f"{where}, region {region_id}"
-        x, y = _field(entry, "x", float, at), _field(entry, "y", float, at)
-        corners = (x, y, x + _field(entry, "width", float, at), y + _field(entry, "height", float, at))
+        corners = _corners(entry, "width", "height", at)
         phrase = entry.get("phrase")
         if not isinstance(phrase, str):
             raise AnnotationError(f"{at}: phrase is not a string")

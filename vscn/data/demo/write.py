@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -28,6 +27,7 @@ from vscn.data.demo.dataset import SPLITS, DemoScene, demo_scenes, split_ids
 from vscn.data.demo.render import png_bytes, render
 from vscn.data.demo.world import DemoWorld, Term
 from vscn.data.vg import write_scene
+from vscn.io import publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ SPLIT_DIR = "splits"
 WORLD_FILE = "world.json"
 VOCAB_FILES = {"objects": "objects.txt", "attributes": "attributes.txt", "relations": "relations.txt"}
 RAW_TEST_FILE = "raw_test.txt"  # Drill-down's list of candidate test ids; here exactly the test split
-DIR_MODE = 0o755  # mkdtemp makes the folder private; the dataset is for everyone to read
 FORMAT_VERSION = 1  # bumped whenever the written layout or the generator's output changes
 
 
@@ -80,17 +79,6 @@ def _world_document(
     }
 
 
-def _replace_folder(built: Path, root: Path) -> None:
-    """Move ``built`` to ``root``; an old ``root`` is removed only after the new one is in place."""
-    if not root.exists():
-        os.replace(built, root)
-        return
-    old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
-    os.replace(root, old / root.name)
-    os.replace(built, root)
-    shutil.rmtree(old)
-
-
 def generate_demo(
     root: Path,
     n_train: int = 1200,
@@ -126,8 +114,7 @@ def generate_demo(
         _write_splits(building, ids)
         document = _world_document(seed, counts, world, near_duplicates)
         (building / WORLD_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(building, DIR_MODE)
-        _replace_folder(building, root)
+        publish_folder(building, root)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
