@@ -36,6 +36,16 @@ def _model(config: VSCNConfig = SMALL, seed: int = 0) -> VSCN:
     return VSCN(config).to(DEVICE)
 
 
+def _encoded(batch: int) -> tuple[VSCN, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An eval-mode SMALL model and, without autograd, its r, c and q of a random batch of ``batch``."""
+    model = _model().eval()
+    regions, queries, _ = _inputs(SMALL, batch)
+    with torch.no_grad():
+        r, c = model.encode_images(regions)
+        q = model.encode_queries(queries)
+    return model, r, c, q
+
+
 def loop_local_scores(q: torch.Tensor, x: torch.Tensor, slope: float) -> torch.Tensor:
     """Reference: turn by turn, pair by pair, softmax over the first t queries of each region."""
     out = torch.zeros(q.shape[0], x.shape[0], q.shape[1], dtype=q.dtype, device=q.device)
@@ -60,12 +70,9 @@ def test_local_scores_equal_per_turn_loop() -> None:
 
 
 def test_model_s1_s2_equal_loop_on_r_and_u() -> None:
-    model = _model().eval()
-    regions, queries, _ = _inputs(SMALL, 4)
+    model, r, c, q = _encoded(4)
     slots = torch.tensor([0, 2], device=DEVICE)
     with torch.no_grad():
-        r, c = model.encode_images(regions)
-        q = model.encode_queries(queries)
         scores = model.batch_scores(r, c, q, slots)
         u = model.cross_modal(r, q, model.hidden_mask(slots, 4))
     selected = q[:, slots]
@@ -136,10 +143,11 @@ def test_query_sampler_is_seeded_and_keeps_a_slot() -> None:
 def test_info_nce_equals_cross_entropy_both_ways() -> None:
     scores = torch.randn(5, 5, 3, generator=torch.Generator().manual_seed(2))
     labels = torch.arange(5)
+    tau = SMALL.tau
     for t in range(3):
-        expected = (F.cross_entropy(15 * scores[..., t], labels)
-                    + F.cross_entropy(15 * scores[..., t].T, labels))
-        torch.testing.assert_close(info_nce(scores, 15.0)[t], expected)
+        expected = (F.cross_entropy(tau * scores[..., t], labels)
+                    + F.cross_entropy(tau * scores[..., t].T, labels))
+        torch.testing.assert_close(info_nce(scores, tau)[t], expected)
 
 
 def test_gpo_prefix_pooling_equals_pooling_each_prefix() -> None:
@@ -153,11 +161,8 @@ def test_gpo_prefix_pooling_equals_pooling_each_prefix() -> None:
 
 
 def test_pair_scores_equal_one_pair_batches_and_ignore_other_queries() -> None:
-    model = _model().eval()
-    regions, queries, _ = _inputs(SMALL, 4)
+    model, r, c, q = _encoded(4)
     with torch.no_grad():
-        r, c = model.encode_images(regions)
-        q = model.encode_queries(queries)
         image_index = torch.tensor([0, 3, 1], device=DEVICE)
         query_index = torch.tensor([2, 3, 1], device=DEVICE)
         turns = [3, 1]
@@ -176,11 +181,8 @@ def test_pair_scores_equal_one_pair_batches_and_ignore_other_queries() -> None:
 
 
 def test_paper_shards_floor_and_mix_orientations() -> None:
-    model = _model().eval()
-    regions, queries, _ = _inputs(SMALL, 5)
+    model, r, c, q = _encoded(5)
     with torch.no_grad():
-        r, c = model.encode_images(regions)
-        q = model.encode_queries(queries)
         sims = paper_shard_scores(model, r, c, q, turn=2, shard_size=2)
         assert sims.shape == (4, 4) and sims.dtype == torch.float64  # image 4 is never scored
         block = model.batch_scores(r[2:4], c[2:4], q[0:2], torch.arange(2, device=DEVICE))

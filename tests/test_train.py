@@ -132,6 +132,13 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert not different, f"tensors differ: {different}"
 
 
+def save_edited(path: Path, original: bytes, edit: Callable[[dict], object]) -> None:
+    """Write to ``path`` the checkpoint whose bytes are ``original`` after ``edit`` changed its dict."""
+    payload = torch.load(io.BytesIO(original), weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as stream:
         return list(csv.DictReader(stream))
@@ -286,20 +293,16 @@ def test_bad_checkpoints_give_errors_naming_the_file(data: tuple[Path, Path], tm
     with pytest.raises(CheckpointError, match="model.pt: cannot read"):
         load_model(model_path)
 
-    payload = torch.load(io.BytesIO(good_model), weights_only=True)
-    del payload["config"]
-    torch.save(payload, model_path)
+    save_edited(model_path, good_model, lambda payload: payload.pop("config"))
     with pytest.raises(CheckpointError, match="model.pt.*lacks config"):
         load_model(model_path)
-    payload = torch.load(io.BytesIO(good_model), weights_only=True)
-    payload["state_dict"]["region_encoder.linear.weight"] = torch.zeros(8, DV + 1)
-    torch.save(payload, model_path)
+    wrong_width = torch.zeros(MODEL["embed_dim"], DV + 1)
+    save_edited(model_path, good_model,
+                lambda payload: payload["state_dict"].update({"region_encoder.linear.weight": wrong_width}))
     with pytest.raises(CheckpointError, match="(?s)model.pt: the stored weights do not fit.*region_encoder"):
         load_model(model_path)
 
-    state = torch.load(io.BytesIO(good_state), weights_only=True)
-    del state["optimizer"]
-    torch.save(state, state_path)
+    save_edited(state_path, good_state, lambda state: state.pop("optimizer"))
     with pytest.raises(CheckpointError, match="last.pt.*lacks optimizer"):
         run(data, tmp_path, config=one_epoch)
 

@@ -16,6 +16,8 @@ RECALL_CUTOFFS = (1, 5, 10)
 
 @dataclass(frozen=True)
 class TurnMetrics:
+    """Retrieval metrics of one turn (1-based): recalls in percent, ranks 1-based."""
+
     turn: int
     r1: float
     r5: float
@@ -25,6 +27,7 @@ class TurnMetrics:
     mrr: float
 
     def as_dict(self) -> dict[str, float]:
+        """Field name -> value, ``turn`` included."""
         return asdict(self)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,14 +153,13 @@ def load_official_checkpoint(path: str | Path, allow_pickle: bool = False) -> tu
 
 
 def official_outputs(state_dict: Mapping[str, Tensor], hparams: Mapping[str, Any],
-                     inputs: Mapping[str, Tensor], paper_turns: Iterable[int] | None = None
-                     ) -> dict[str, Tensor]:
+                     inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Our model's numbers under the names, shapes and orientations of the official parity fixture.
 
     inputs: ``regions (B, R, Dv)``, ``queries (B, T, Dq)``, ``clip_image (B, Dg)``. Eval keys pair
     image b with query set b and give G as [image, query] as the official code does; ``paper.*``
-    uses shards of ``hparams['paper_shard_size']`` (official 200 if absent) for ``paper_turns``
-    (default every turn); ``train.*`` is one train-mode pass without query sampling.
+    uses shards of ``hparams['paper_shard_size']`` (official 200 if absent); ``train.*`` is one
+    train-mode pass without query sampling.
     """
     model = load_official_state_dict(state_dict, hparams)
     regions, queries, global_feats = inputs["regions"], inputs["queries"], inputs["clip_image"]
@@ -178,7 +177,6 @@ def official_outputs(state_dict: Mapping[str, Tensor], hparams: Mapping[str, Any
             out[f"eval.turn{turn}.S1"] = scores["S1"]
             out[f"eval.turn{turn}.S2"] = scores["S2"]
             out[f"eval.turn{turn}.G"] = scores["G"].T  # official orientation [image, query]
-        for turn in range(1, max_turns + 1) if paper_turns is None else paper_turns:
             sims = paper_shard_scores(model, r, c, q, turn, shard_size)
             out[f"paper.turn{turn}.sims"] = sims
             metrics = paper_metrics(sims, turn)

@@ -110,10 +110,8 @@ def model_config_for(sizes: FeatureSizes, model_settings: Mapping[str, Any], max
         raise ValueError(f"model settings may not set {', '.join(fixed)}: the sizes come from the feature "
                          "file and max_turns, the query sampler from the train settings")
     values: dict[str, Any] = dict(model_settings)
-    values.update(region_dim=sizes.region_dim, query_dim=sizes.query_dim, global_dim=sizes.global_dim,
-                  num_regions=sizes.num_regions, max_turns=max_turns)
+    values.update({name: getattr(sizes, name) for name in FEATURE_FIELDS}, max_turns=max_turns)
     config = VSCNConfig.from_dict(values)
     if train_config is not None:
-        config = replace(config, sample_queries=train_config.sample_queries,
-                         dropped_ratio=train_config.dropped_ratio)
+        config = replace(config, **{name: getattr(train_config, name) for name in TRAINING_FIELDS})
     return config

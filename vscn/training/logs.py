@@ -34,19 +34,20 @@ def metric_key(turn: int, name: str) -> str:
     return f"turn{turn}_{name}"
 
 
-def _logged_turns(max_turns: int) -> tuple[int, ...]:
+def logged_turns(max_turns: int) -> tuple[int, ...]:
+    """The turns the validation log keeps: the first and the last."""
     return (1, max_turns) if max_turns > 1 else (1,)
 
 
 def turn_metrics_dict(metrics: Iterable[TurnMetrics]) -> dict[str, float]:
-    """``{"t1_r1": ..., "t1_r5": ..., ..., "tT_mrr": ...}`` from per-turn metrics."""
+    """``{"turn1_r1": ..., "turn1_r5": ..., ..., "turnT_mrr": ...}`` from per-turn metrics."""
     return {metric_key(m.turn, name): float(value) for m in metrics
             for name, value in m.as_dict().items() if name != "turn"}
 
 
 def val_columns(max_turns: int) -> tuple[str, ...]:
     """``epoch, step, score`` and R@1/5/10 of the first and the last turn."""
-    return ("epoch", "step", "score", *(f"t{t}_{name}" for t in _logged_turns(max_turns) for name in RECALL_NAMES))
+    return ("epoch", "step", "score", *(f"t{t}_{name}" for t in logged_turns(max_turns) for name in RECALL_NAMES))
 
 
 def _recall_sum(metrics: Mapping[str, float], turn: int) -> float:
@@ -69,7 +70,7 @@ def validation_score(metrics: Mapping[str, float], metric: str, max_turns: int) 
 
 def val_row(epoch: int, step: int, score: float, metrics: Mapping[str, float], max_turns: int) -> Row:
     """One val_log.csv row (see `val_columns`)."""
-    keys = (metric_key(t, name) for t in _logged_turns(max_turns) for name in RECALL_NAMES)
+    keys = (metric_key(t, name) for t in logged_turns(max_turns) for name in RECALL_NAMES)
     return [epoch, step, score, *(float(metrics[key]) if key in metrics else None for key in keys)]
 
 

@@ -41,6 +41,7 @@ Validate = Callable[[VSCN], Mapping[str, float]]
 MODEL_FILE, TRAIN_LOG, VAL_LOG = "model.pt", "train_log.csv", "val_log.csv"
 QUERY_SAMPLER_STREAM = 1  # SeedSequence spawn key separating the query sampler from the other streams
 AMP_DTYPE = torch.float16  # with GradScaler, as CUDA mixed precision is usually run
+LOSS_INDEX = TRAIN_COLUMNS.index("loss")  # of a train_rows row
 MIN_BATCH = 2  # BatchNorm and InfoNCE need two scenes; a last batch of one is dropped
 STATE_KEYS = ("format", "version", "train_config", "model_config", "data_identity", "model", "optimizer",
               "scheduler", "scaler", "rng", "epoch", "batch", "global_step", "best", "window",
@@ -271,7 +272,7 @@ class _Trainer:
                     self.global_step += 1
                     if self.global_step % self.config.log_every == 0:
                         self._log_row()
-                        progress.set_postfix(loss=f"{self.train_rows[-1][3]:.4f}")
+                        progress.set_postfix(loss=f"{self.train_rows[-1][LOSS_INDEX]:.4f}")
                     if max_steps is not None and self.global_step >= max_steps:
                         self.save_state()
                         logger.info("stopping at step %d (max_steps); state saved to %s", self.global_step,
@@ -294,7 +295,7 @@ class _Trainer:
             self.val_rows.append(val_row(self.epoch, self.global_step, score, metrics, self.max_turns))
             logger.info("epoch %d: validation %s = %.3f", self.epoch, self.config.val_metric, score)
         if self.train_rows:
-            logger.info("epoch %d: loss %.4f (last row)", self.epoch, self.train_rows[-1][3])
+            logger.info("epoch %d: loss %.4f (last row)", self.epoch, self.train_rows[-1][LOSS_INDEX])
         if _improves(score, self.best):
             self.best = {"state_dict": cpu_state_dict(self.model), "epoch": self.epoch,
                          "step": self.global_step, "score": score}

@@ -9,6 +9,7 @@ from typing import Any
 from vscn.evaluation import load_split, validation_metrics
 from vscn.model import VSCN
 from vscn.training.config import TrainConfig
+from vscn.training.logs import logged_turns
 from vscn.training.loop import TrainResult, train
 
 
@@ -16,7 +17,7 @@ def validation_turns(val_metric: str, max_turns: int) -> tuple[int, ...]:
     """The turns validation must score: the first and last for the logs, every turn for ``mean_turns``."""
     if val_metric == "mean_turns":
         return tuple(range(1, max_turns + 1))
-    return tuple(sorted({1, max_turns}))
+    return logged_turns(max_turns)
 
 
 def train_with_validation(
