@@ -111,5 +111,6 @@ def main() -> None:
     print_table(f"against K (N = {args.k_size})",
                 [row for row in rows if row["N"] == args.k_size and row["K"] in args.ks])
 
+
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 N_TRAIN, N_TEST, TURNS, SHOW = 20, 12, 10, 10
+IMAGE_SIZE = (64, 48)  # pixels of every scene image, below the thumbnail size so kept as is
 MISSING_IMAGE_ID = N_TRAIN + 3  # a test scene whose image file does not exist
 COLOURS = ("red", "green", "blue", "orange")
 
@@ -36,12 +37,13 @@ def make_run(root: Path, name: str = "synthetic", seed: int = 0, paper: bool = T
     for image_id in ids:
         path = images / f"{image_id}.png"
         if image_id != MISSING_IMAGE_ID:
-            image = Image.new("RGB", (64, 48), "white")
+            image = Image.new("RGB", IMAGE_SIZE, "white")
             ImageDraw.Draw(image).ellipse((8, 8, 40, 40), fill=COLOURS[image_id % len(COLOURS)])
             image.save(path)
         paths.append(str(path))
     split = ["train"] * N_TRAIN + ["test"] * N_TEST
-    pd.DataFrame({"image_id": ids, "split": split, "width": 64, "height": 48, "image_path": paths}).to_parquet(
+    width, height = IMAGE_SIZE
+    pd.DataFrame({"image_id": ids, "split": split, "width": width, "height": height, "image_path": paths}).to_parquet(
         run / "scenes" / "scenes.parquet")
     counts = rng.integers(TURNS, TURNS + 6, len(ids))
     regions = pd.DataFrame({

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from report_run import MISSING_IMAGE_ID, N_TEST, N_TRAIN, make_run
+from report_run import IMAGE_SIZE, MISSING_IMAGE_ID, N_TEST, N_TRAIN, make_run
 from vscn.report import FIGURE_NAMES, ReportInputError, check_published, write_report
 from vscn.report.examples import example_rows, shown_turns
 from vscn.report.figures import caption_lengths
@@ -92,7 +92,7 @@ def test_page_is_self_contained(built: tuple[Path, Path, Path]) -> None:
     sources = [attrs["src"] for tag, attrs in tags if tag == "img"]
     assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
     image = Image.open(io.BytesIO(base64.b64decode(sources[0].split(",", 1)[1])))
-    assert image.size[0] > 0
+    assert image.size[0] > 0 and image.size == IMAGE_SIZE  # a thumbnail never enlarges the image
 
 
 def test_figures_inline_and_as_files(built: tuple[Path, Path, Path]) -> None:

@@ -28,16 +28,18 @@ import torch
 
 from vscn.data.encoders import TEXT_ENCODERS, EncoderUnavailableError, SentenceEncoder, build_text_encoder
 from vscn.data.features import FeatureFile
-from vscn.evaluation import encode_split, rank_gallery
+from vscn.data.scenes import SCENES_FILE as SCENE_TABLE_FILE
+from vscn.evaluation import GalleryRanking, encode_split, rank_gallery
 from vscn.evaluation.strict import DEFAULT_TOP_K
 from vscn.training import load_model, resolve_device
+from vscn.training.loop import MODEL_FILE as TRAINED_MODEL_FILE
 
 logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000  # far beyond any caption; the encoders truncate long text themselves
 DEFAULT_SHOW = 10
-MODEL_FILE = Path("train/model.pt")
-SCENES_FILE = Path("scenes/scenes.parquet")
+MODEL_FILE = Path("train") / TRAINED_MODEL_FILE
+SCENES_FILE = Path("scenes") / SCENE_TABLE_FILE
 RESET_COMMAND, QUIT_COMMAND = ":reset", ":quit"
 
 
@@ -85,9 +87,7 @@ def run_text_encoder(attrs: dict[str, Any], path: Path) -> SentenceEncoder:
         encoder = build_text_encoder(name, **settings)
     except (ValueError, OSError, EncoderUnavailableError) as error:
         raise SearchError(f"{path}: cannot build the run's text encoder {name!r} with {settings}: {error}") from error
-    if not isinstance(encoder, SentenceEncoder):
-        raise SearchError(f"{path}: the run's text encoder {name!r} cannot encode free text")
-    return encoder
+    return encoder  # a SentenceEncoder: an unknown name fails to build, a known one was checked above
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,8 @@ class SearchSession:
                               f"the model expects ({len(texts)}, {self.model.config.query_dim})")
         return features
 
-    def rank_features(self, features: np.ndarray) -> torch.Tensor:
-        """Gallery rows best first for query features ``(n, Dq)``, 1 <= n <= max_turns."""
+    def rank_features(self, features: np.ndarray) -> GalleryRanking:
+        """The gallery ordered for query features ``(n, Dq)``, 1 <= n <= max_turns."""
         query = torch.from_numpy(np.ascontiguousarray(features)).to(self.r.device)  # (n, Dq)
         return rank_gallery(self.model, self.r, self.c, query, self.top_k)
 

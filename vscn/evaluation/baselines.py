@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vscn.evaluation.result import EvaluationResult
+from vscn.evaluation.result import TIE_RULE, EvaluationResult, per_turn_metrics
 from vscn.evaluation.split import (DEFAULT_BATCH_SIZE, FeatureSource, check_turns, iter_feature_batches,
                                    split_info)
-from vscn.metrics import TurnMetrics, metrics_from_ranks, target_ranks
+from vscn.metrics import TurnMetrics, target_ranks
 from vscn.model.config import VSCNConfig
 
 BASELINES = ("cosine_mean", "cosine_sum")
@@ -74,8 +74,7 @@ def baseline_metrics(queries: Tensor, global_features: Tensor, turns: Sequence[i
         scores = cosine_scores(queries[start:start + query_chunk], global_features, turns, name)  # (Bq, N, K)
         targets = torch.arange(start, start + scores.shape[0], device=queries.device)
         ranks.append(torch.stack([target_ranks(scores[..., k], targets) for k in range(len(turns))]))
-    all_ranks = torch.cat(ranks, dim=1)  # (turns, Q)
-    return tuple(metrics_from_ranks(all_ranks[k], turn) for k, turn in enumerate(turns))
+    return per_turn_metrics(torch.cat(ranks, dim=1), turns)  # ranks (turns, Q)
 
 
 def evaluate_baseline(source: FeatureSource, name: str, max_turns: int = DEFAULT_MAX_TURNS,
@@ -90,7 +89,7 @@ def evaluate_baseline(source: FeatureSource, name: str, max_turns: int = DEFAULT
     shared, why = shared_space(attrs)
     query_dim, global_dim = int(attrs.get("query_dim", -1)), int(attrs.get("global_dim", -1))
     extra = {"kind": "baseline", "shared_space": shared, "shared_space_reason": why,
-             "tie_rule": "ties count against the target"}
+             "tie_rule": TIE_RULE}
     label = f"zero-shot baseline: {_DESCRIPTIONS[name]}" + ("" if shared else " (not a shared space)")
     if query_dim != global_dim:
         reason = (f"{Path(path).name}: query features are {query_dim}-d and global image features "

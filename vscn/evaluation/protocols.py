@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vscn.evaluation.result import EvaluationResult, Rankings
+from vscn.evaluation.result import TIE_RULE, EvaluationResult, Rankings, per_turn_metrics
 from vscn.evaluation.split import (DEFAULT_BATCH_SIZE, EncodedSplit, FeatureSource, check_turns,
                                    encode_split, eval_mode)
 from vscn.evaluation.strict import (DEFAULT_PAIR_BATCH, DEFAULT_SCORE_BUDGET, DEFAULT_TOP_K,
                                     StrictRanking, strict_rankings)
-from vscn.metrics import RECALL_CUTOFFS, TurnMetrics, metrics_from_ranks
+from vscn.metrics import RECALL_CUTOFFS
 from vscn.model.paper_protocol import PAPER_SHARD_SIZE, paper_metrics, paper_shard_scores
 from vscn.model.vscn import VSCN
 
@@ -41,28 +41,23 @@ def _strict_label(top_k: int, n: int) -> str:
             "each image sees only the query set it is scored against")
 
 
-def _turn_metrics(ranks: torch.Tensor, turns: Sequence[int]) -> tuple[TurnMetrics, ...]:
-    """ranks ``(turns, Q)`` -> one `TurnMetrics` per turn."""
-    return tuple(metrics_from_ranks(ranks[k].cpu(), turn) for k, turn in enumerate(turns))
-
-
 def _strict_results(ranking: StrictRanking, split: EncodedSplit, top_k: int,
                     names: Sequence[str]) -> dict[str, EvaluationResult]:
     n = split.size
-    common = {"top_k": top_k, "tie_rule": "ties count against the target"}
+    common = {"top_k": top_k, "tie_rule": TIE_RULE}
     results = {
         "strict": EvaluationResult(
-            "strict", _strict_label(top_k, n), n, n, _turn_metrics(ranking.rank["fused"], ranking.turns),
+            "strict", _strict_label(top_k, n), n, n, per_turn_metrics(ranking.rank["fused"], ranking.turns),
             {**common, "kind": "protocol"},
             Rankings(split.image_ids.astype(np.int64), np.asarray(ranking.turns, np.int64),
                      ranking.top_index["fused"].cpu().numpy().astype(np.int64),
                      ranking.top_scores["fused"].float().cpu().numpy())),
         "s1_only": EvaluationResult(
             "s1_only", f"ablation: S1 only (visual context perception), all {n} images, exact and leak-free",
-            n, n, _turn_metrics(ranking.s1_rank, ranking.turns), {**common, "kind": "ablation"}),
+            n, n, per_turn_metrics(ranking.s1_rank, ranking.turns), {**common, "kind": "ablation"}),
         "g_only": EvaluationResult(
             "g_only", f"ablation: G only (global), top {top_k} by S1 rescored by pairwise G, leak-free",
-            n, n, _turn_metrics(ranking.rank["G"], ranking.turns), {**common, "kind": "ablation"}),
+            n, n, per_turn_metrics(ranking.rank["G"], ranking.turns), {**common, "kind": "ablation"}),
     }
     return {name: results[name] for name in names}
 
@@ -80,7 +75,7 @@ def _paper_result(model: VSCN, split: EncodedSplit, turns: Sequence[int], shard_
     return EvaluationResult("paper", label, covered, covered, metrics,
                             {"kind": "protocol", "shard_size": shard_size, "n_scenes": n,
                              "n_not_covered": n - covered,
-                             "tie_rule": "ties count against the target"})
+                             "tie_rule": TIE_RULE})
 
 
 @torch.no_grad()

@@ -11,17 +11,24 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import torch
 
 from vscn.io import FILE_MODE
-from vscn.metrics import TurnMetrics
+from vscn.metrics import TurnMetrics, metrics_from_ranks
 
 METRIC_COLUMNS = tuple(f.name for f in fields(TurnMetrics))  # turn, r1, r5, r10, medr, meanr, mrr
+TIE_RULE = "ties count against the target"  # recorded with every result (see vscn.metrics)
+
+
+def per_turn_metrics(ranks: torch.Tensor, turns: Sequence[int]) -> tuple[TurnMetrics, ...]:
+    """1-based target ranks ``(turns, Q)`` -> one `TurnMetrics` per turn."""
+    return tuple(metrics_from_ranks(ranks[k].cpu(), turn) for k, turn in enumerate(turns))
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vscn.data import scenes as scene_db
+
 CONFIG_FILE = Path("config.yaml")
-SUMMARY_FILE = Path("scenes/summary.json")
-SCENES_FILE = Path("scenes/scenes.parquet")
-REGIONS_FILE = Path("scenes/regions.parquet")
+SCENES_DIR = Path("scenes")  # the run's scene database (vscn.data.scenes)
+SUMMARY_FILE = SCENES_DIR / scene_db.SUMMARY_FILE
+SCENES_FILE = SCENES_DIR / scene_db.SCENES_FILE
+REGIONS_FILE = SCENES_DIR / scene_db.REGIONS_FILE
 TRAIN_LOG = Path("train/train_log.csv")
 VAL_LOG = Path("train/val_log.csv")
 METRICS_DIR = Path("metrics")
