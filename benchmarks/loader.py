@@ -35,12 +35,14 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vscn.data.datadir import CLIP_CAPTION_DIR, CLIP_IMAGE_DIR, REGION_FEATURE_DIR  # noqa: E402
 from vscn.data.encoders.precomputed import PrecomputedCaptionEncoder, PrecomputedImageEncoder, image_file  # noqa: E402
 from vscn.data.features import FeatureDataset, TrainingBatchSampler, batch_loader, pack_split  # noqa: E402
-from vscn.data.records import Region, Scene  # noqa: E402
+from vscn.data.records import BOX_COORDS, Region, Scene  # noqa: E402
 from vscn.data.safe_pickle import REGION_BOXES, REGION_FEATS, load_region_pickle  # noqa: E402
+from vscn.io import atomic_write_text  # noqa: E402
 
-REGION_DIR, GLOBAL_DIR, CAPTION_DIR = "region_36_final", "visual_embedding_clip_vit_base16", "caption_embedding_clip_vit_base16"
+REGION_DIR, GLOBAL_DIR, CAPTION_DIR = REGION_FEATURE_DIR, CLIP_IMAGE_DIR, CLIP_CAPTION_DIR
 SPLIT = "train"
 PY2_PROTOCOL = 2  # Drill-down's region files were pickled by Python 2
 IMAGE_SIDE = 500.0  # synthetic image size in pixels, for the boxes
@@ -60,7 +62,7 @@ def make_data(root: Path, args: argparse.Namespace) -> list[Scene]:
         count = int(generator.integers(args.min_captions, args.max_captions + 1))
         corners = np.sort(generator.uniform(0, IMAGE_SIDE, (args.regions, 2, 2)), axis=1)  # (R, 2, 2)
         region = {
-            REGION_BOXES: corners.transpose(0, 2, 1).reshape(args.regions, 4).astype(np.float32),
+            REGION_BOXES: corners.transpose(0, 2, 1).reshape(args.regions, BOX_COORDS).astype(np.float32),
             REGION_FEATS: generator.standard_normal((args.regions, args.region_dim), dtype=np.float32),
         }
         with image_file(root / REGION_DIR, image_id).open("wb") as stream:
@@ -173,7 +175,9 @@ def report(results: dict[str, dict[int, float]], args: argparse.Namespace) -> No
         best = max(results[label].values()) / best_baseline
         print(f"best {label} over best per-sample: {best:.1f}x (target {SPEEDUP_TARGET:.0f}x)")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "samples_per_s": results}, indent=2))
+        content = {"args": {k: str(v) for k, v in vars(args).items()}, "samples_per_s": results}
+        atomic_write_text(args.json, json.dumps(content, indent=2))
+
 
 if __name__ == "__main__":
     main()

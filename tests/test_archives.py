@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from vscn.data.archives import ArchiveError, UnsafeArchiveError, extract_archive
+from vscn.data.archives import (
+    ZIP_MADE_ON_UNIX,
+    ZIP_MODE_SHIFT,
+    ArchiveError,
+    UnsafeArchiveError,
+    extract_archive,
+)
 
 FILES = {
     "sg_xmls/1.xml": b"<annotation>1</annotation>",
@@ -27,8 +33,8 @@ def make_zip(path: Path, entries: dict[str, bytes], symlinks: dict[str, str] | N
             zf.writestr(zipfile.ZipInfo(name), data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
-            info.create_system = 3  # Unix, so the mode in external_attr counts
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            info.create_system = ZIP_MADE_ON_UNIX  # so the mode in external_attr counts
+            info.external_attr = (stat.S_IFLNK | 0o777) << ZIP_MODE_SHIFT
             zf.writestr(info, target)
     return path
 
@@ -53,10 +59,16 @@ def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
-def assert_nothing_extracted(workdir: Path, target: Path, before: set[str]) -> None:
-    """Neither the target nor a staging folder nor anything outside appeared."""
+def assert_refused(archive: Path, match: str) -> UnsafeArchiveError:
+    """Extracting ``archive`` into ``data`` beside it is refused with a message matching ``match``, and
+    neither the target nor a staging folder nor anything else appeared there; returns the error."""
+    workdir, target = archive.parent, archive.parent / "data"
+    before = {p.name for p in workdir.iterdir()}
+    with pytest.raises(UnsafeArchiveError, match=match) as caught:
+        extract_archive(archive, target)
     assert not target.exists()
     assert {p.name for p in workdir.iterdir()} == before
+    return caught.value
 
 
 def test_good_zip_extracts_exactly(tmp_path):
@@ -116,10 +128,7 @@ def test_zip_paths_leaving_the_target_are_refused(tmp_path, member, reason):
 
 def test_zip_symlink_leaving_the_target_is_refused(tmp_path):
     archive = make_zip(tmp_path / "bad.zip", FILES, symlinks={"sg_xmls/escape": "../../outside"})
-    before = {p.name for p in tmp_path.iterdir()}
-    with pytest.raises(UnsafeArchiveError, match="'sg_xmls/escape'.*points outside the target"):
-        extract_archive(archive, tmp_path / "data")
-    assert_nothing_extracted(tmp_path, tmp_path / "data", before)
+    assert_refused(archive, "'sg_xmls/escape'.*points outside the target")
 
 
 @pytest.mark.parametrize(
@@ -141,22 +150,15 @@ def test_zip_symlink_leaving_the_target_is_refused(tmp_path):
 )
 def test_unsafe_tar_members_are_refused(tmp_path, members, bad_member, reason):
     archive = make_tar(tmp_path / "bad.tar.gz", [tar_member("ok.txt", data=b"fine"), *members])
-    before = {p.name for p in tmp_path.iterdir()}
-    with pytest.raises(UnsafeArchiveError, match=reason) as caught:
-        extract_archive(archive, tmp_path / "data")
-    assert caught.value.member == bad_member and caught.value.archive == archive
-    assert_nothing_extracted(tmp_path, tmp_path / "data", before)
+    error = assert_refused(archive, reason)
+    assert error.member == bad_member and error.archive == archive
 
 
 def test_chained_links_that_escape_together_are_refused(tmp_path):
     # each link looks harmless on its own: "x" is the target itself, "y" is "x/.."; together "y"
     # resolves to the target's parent
     members = [tar_member("y", tarfile.SYMTYPE, link="x/.."), tar_member("x", tarfile.SYMTYPE, link=".")]
-    archive = make_tar(tmp_path / "bad.tar.gz", members)
-    before = {p.name for p in tmp_path.iterdir()}
-    with pytest.raises(UnsafeArchiveError, match="resolves outside the target"):
-        extract_archive(archive, tmp_path / "data")
-    assert_nothing_extracted(tmp_path, tmp_path / "data", before)
+    assert_refused(make_tar(tmp_path / "bad.tar.gz", members), "resolves outside the target")
 
 
 def test_writing_through_a_link_out_of_the_target_is_refused(tmp_path):
@@ -167,11 +169,7 @@ def test_writing_through_a_link_out_of_the_target_is_refused(tmp_path):
         tar_member("y", tarfile.SYMTYPE, link="x/.."),
         tar_member("y/pwned.txt", data=b"x"),
     ]
-    archive = make_tar(tmp_path / "bad.tar.gz", members)
-    before = {p.name for p in tmp_path.iterdir()}
-    with pytest.raises(UnsafeArchiveError, match="'y/pwned.txt'.*link leaving the target"):
-        extract_archive(archive, tmp_path / "data")
-    assert_nothing_extracted(tmp_path, tmp_path / "data", before)
+    assert_refused(make_tar(tmp_path / "bad.tar.gz", members), "'y/pwned.txt'.*link leaving the target")
 
 
 def test_corrupt_and_unknown_archives_are_reported(tmp_path):

@@ -26,10 +26,10 @@ from vscn.data.features import (
     FeatureFileError,
     TrainingBatchSampler,
     batch_loader,
-    file_sha256,
     pack_split,
 )
 from vscn.data.records import Region, Scene, SceneObject
+from vscn.io import sha256_file
 
 R, DV, DG, DQ, T = 5, 6, 4, 3, 10
 
@@ -158,7 +158,9 @@ def test_float16_overflow_counts_as_non_finite(tmp_path: Path) -> None:
     scenes = make_scenes(COUNTS[:2])
     with pytest.raises(FeatureFileError, match="image 10 .*after conversion to the stored dtype"):
         pack_split(scenes, HugeImageEncoder(), FakeTextEncoder(), tmp_path / "s.h5", R, float16=True)
-    pack_split(scenes, HugeImageEncoder(), FakeTextEncoder(), tmp_path / "s.h5", R, float16=False)
+    path = pack_split(scenes, HugeImageEncoder(), FakeTextEncoder(), tmp_path / "s.h5", R, float16=False)
+    with FeatureFile(path) as features:  # the same values fit in float32
+        assert np.isfinite(features.read_rows("regions", [0, 1])).all()
 
 
 def test_scene_order_is_checked(tmp_path: Path) -> None:
@@ -173,9 +175,9 @@ def test_scene_order_is_checked(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_file_sha256(tmp_path: Path) -> None:
+def test_sha256_file(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(b"abc")
-    assert file_sha256(tmp_path / "a.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_file(tmp_path / "a.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 # ------------------------------------------------------------------------------------------ validation

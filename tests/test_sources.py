@@ -4,11 +4,13 @@ manifest, the Google Drive folder wrapper (with a stand-in for gdown) and the pa
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import sys
 import threading
 import types
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,11 +18,16 @@ import numpy as np
 import pytest
 
 from vscn.data.datadir import VG_LAYOUT
+from vscn.data.demo import generate_demo
+from vscn.data.layout import DataLayout, build_scenes
+from vscn.data.scenes import load_scenes
 from vscn.data.sources import (
     ChecksumError,
     DownloadError,
+    Source,
     download,
     download_gdrive_folder,
+    fetch_group,
     load_manifest,
     load_sources,
 )
@@ -319,9 +326,6 @@ def test_source_list_errors_name_the_file(tmp_path):
 
 def zip_folder(folder: Path, names_under: str) -> bytes:
     """A zip of ``folder`` whose members sit under ``names_under/``, as Drill-down's archives do."""
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(folder.rglob("*")):
@@ -330,11 +334,6 @@ def zip_folder(folder: Path, names_under: str) -> bytes:
 
 
 def test_fetched_demo_archives_build_the_same_scene_database(server, tmp_path):
-    from vscn.data.demo import generate_demo
-    from vscn.data.layout import DataLayout, build_scenes
-    from vscn.data.scenes import load_scenes
-    from vscn.data.sources import Source, fetch_group
-
     demo = tmp_path / "demo"
     generate_demo(demo, n_train=6, n_val=2, n_test=2, seed=3)
     server.files = {
@@ -368,7 +367,5 @@ def test_fetched_demo_archives_build_the_same_scene_database(server, tmp_path):
 
 
 def test_fetching_an_unknown_group_is_an_error(tmp_path):
-    from vscn.data.sources import fetch_group
-
     with pytest.raises(ValueError, match="no sources in group 'nope'"):
         fetch_group("nope", tmp_path, tmp_path / "downloads", tmp_path / "manifest.json")

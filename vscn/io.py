@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 FILE_MODE = 0o644  # temporary files are created private; published files are readable by all
 DIR_MODE = 0o755  # likewise for published folders
+HASH_CHUNK_BYTES = 1 << 20  # read this much at a time when hashing a file
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -44,3 +46,12 @@ def publish_folder(built: Path | str, target: Path | str) -> None:
     os.replace(target, old / target.name)
     os.replace(built, target)
     shutil.rmtree(old)
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file's contents, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

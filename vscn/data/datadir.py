@@ -15,26 +15,27 @@ from pathlib import Path
 
 from vscn.data.scenes import SPLITS, load_split_ids
 
+REGION_FEATURE_DIR = "region_36_final"
 CLIP_IMAGE_DIR = "visual_embedding_clip_vit_base16"
 CLIP_CAPTION_DIR = "caption_embedding_clip_vit_base16"
+
+VG_SPLIT_LISTS: dict[str, str] = {split: f"caches/vg_{split}.txt" for split in SPLITS}
 
 # Entries of the data directory; a '/'-terminated entry is a folder that must hold something.
 VG_LAYOUT: tuple[str, ...] = (
     "sg_xmls/",
     "rg_jsons/",
-    "region_36_final/",
+    f"{REGION_FEATURE_DIR}/",
     f"{CLIP_IMAGE_DIR}/",
     *(f"{CLIP_CAPTION_DIR}/{split}/" for split in SPLITS),
     "VG_100K/",
     "VG_100K_2/",
-    *(f"caches/vg_{split}.txt" for split in SPLITS),
+    *VG_SPLIT_LISTS.values(),
     "caches/raw_test.txt",
     "caches/vg_objects_vocab_1600.txt",
     "caches/vg_attributes_vocab_1000.txt",
     "caches/vg_relations_vocab_500.txt",
 )
-
-VG_SPLIT_LISTS: dict[str, str] = {split: f"caches/vg_{split}.txt" for split in SPLITS}
 
 # Files each image of a split needs, by kind; a kind is satisfied by any one of its alternatives.
 # Patterns may use {image_id}, {split} and {scene_index} (the image's position in the sorted split
@@ -42,7 +43,7 @@ VG_SPLIT_LISTS: dict[str, str] = {split: f"caches/vg_{split}.txt" for split in S
 VG_SPLIT_FILES: dict[str, tuple[str, ...]] = {
     "scene graph": ("sg_xmls/{image_id}.xml",),
     "region graph": ("rg_jsons/{image_id}.json",),
-    "region features": ("region_36_final/{image_id:012d}.npy",),
+    "region features": (f"{REGION_FEATURE_DIR}/{{image_id:012d}}.npy",),
     "CLIP image embedding": (f"{CLIP_IMAGE_DIR}/{{image_id:012d}}.npy",),
     "CLIP caption embeddings": (f"{CLIP_CAPTION_DIR}/{{split}}/{{scene_index}}.npy",),
     "image": ("VG_100K/{image_id}.jpg", "VG_100K_2/{image_id}.jpg"),
@@ -90,8 +91,8 @@ def missing_split_files(
     listing = _Listing(Path(data_dir))
     missing: dict[str, list[int]] = {}
     for scene_index, image_id in enumerate(sorted(image_ids)):
+        fields = {"image_id": image_id, "split": split, "scene_index": scene_index}
         for kind, alternatives in split_files.items():
-            fields = {"image_id": image_id, "split": split, "scene_index": scene_index}
             if not any(listing.has(pattern.format(**fields)) for pattern in alternatives):
                 missing.setdefault(kind, []).append(image_id)
     return missing

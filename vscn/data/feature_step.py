@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from vscn.data.encoders import build_image_encoder, build_text_encoder
-from vscn.data.features import file_sha256, pack_split
+from vscn.data.features import pack_split
 from vscn.data.scenes import REGIONS_FILE, SCENES_FILE, load_scenes
+from vscn.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,5 @@ def encode_split(db_dir: Path, split: str, data_root: Path, settings: FeatureSet
         settings.num_regions,
         float16=settings.float16,
         batch_size=settings.batch_size,
-        source_checksums={name: file_sha256(db_dir / name) for name in (SCENES_FILE, REGIONS_FILE)},
+        source_checksums={name: sha256_file(db_dir / name) for name in (SCENES_FILE, REGIONS_FILE)},
     )

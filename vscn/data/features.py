@@ -24,7 +24,6 @@ fancy indexing over a list of rows, or one read of a union of row blocks, is abo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,16 +40,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vscn.data.encoders.base import ImageEncoder, ImageFeatures, TextEncoder
-from vscn.data.records import Scene
+from vscn.data.records import BOX_COORDS, Scene
 from vscn.io import FILE_MODE
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-BOX_COORDS = 4
 ROW_CHUNK = 64  # rows per chunk of the per-row datasets: whole-batch reads touch few chunks
-HASH_BLOCK = 1 << 20
 DEFAULT_MEMORY_LIMIT = 2 << 30  # bytes; below this a split is loaded whole when in_memory is None
+MAX_IDS_SHOWN = 5  # image ids named in an error message
 SEED_BOUND = 2**63 - 1  # caption seeds are drawn from [0, SEED_BOUND)
 FEATURE_DATASETS = ("regions", "boxes", "global", "queries")
 INDEX_DATASETS = ("image_id", "query_offsets", "region_ids")
@@ -60,15 +58,6 @@ SIZE_ATTRIBUTES = ("num_regions", "region_dim", "global_dim", "query_dim")
 
 class FeatureFileError(ValueError):
     """A feature file (or the features meant for one) that cannot be used; the message names it."""
-
-
-def file_sha256(path: Path | str) -> str:
-    """Hex sha256 of a file, for the ``source_checksums`` attribute."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -435,9 +424,9 @@ class FeatureDataset(Dataset):
         self.caption_counts = np.diff(self.features.query_offsets)  # (N,)
         short = np.flatnonzero(self.caption_counts < max_turns)
         if len(short):
-            shown = ", ".join(str(i) for i in self.features.image_ids[short[:5]])
+            shown = ", ".join(str(i) for i in self.features.image_ids[short[:MAX_IDS_SHOWN]])
             raise FeatureFileError(f"{self.features.path}: {len(short)} scenes have fewer than {max_turns} captions "
-                                   f"(image ids {shown}{', ...' if len(short) > 5 else ''})")
+                                   f"(image ids {shown}{', ...' if len(short) > MAX_IDS_SHOWN else ''})")
 
     def __len__(self) -> int:
         return self.features.sizes.num_scenes

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 Box = tuple[float, float, float, float]  # (x1, y1, x2, y2) in pixels
+BOX_COORDS = 4  # numbers in a Box
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vscn.data.records import BOX_COORDS
+
 from numpy._core import multiarray as _multiarray
 
 PY2_TEXT_ENCODING = "latin1"  # how Python 2 ``str`` (raw bytes) must be read for numpy to rebuild arrays
 NPY_MAGIC = b"\x93NUMPY"
-BOX_COORDS = 4  # (x1, y1, x2, y2)
 REGION_BOXES, REGION_FEATS, REGION_CLASSES = "region_boxes", "region_feats", "region_clses"
 
 

@@ -10,7 +10,6 @@ against it. What to fetch is described in ``vg_sources.yaml`` (see :func:`load_s
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -33,7 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from vscn.data.archives import extract_archive, is_archive
-from vscn.io import atomic_write_text
+from vscn.io import atomic_write_text, sha256_file
 
 try:
     import fcntl
@@ -93,15 +92,6 @@ _RETRYABLE_ERRORS = (
 
 
 # ----------------------------------------------------------------------------- digests and manifest
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file's contents, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vscn.data.records import Box, Scene
+from vscn.data.records import BOX_COORDS, Box, Scene
 
-BOX_COORDS = 4  # (x1, y1, x2, y2)
 FIRST_GRID = 2  # the coarsest filler grid after the whole image is 2 x 2
 
 
